@@ -1,0 +1,1 @@
+"""Runtime around the Goodword SQLMesh project: one console entry point, `meshctl`."""

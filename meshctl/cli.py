@@ -1,0 +1,29 @@
+"""`meshctl`: the one console entry point of the runtime.
+
+Each verb lives in the module named for what it does; this file only wires them up.
+"""
+
+from __future__ import annotations
+
+import click
+
+from meshctl.settings import get_settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--gateway",
+    "-g",
+    default=None,
+    help="SQLMesh gateway (local, fakesnow, snowflake). Default: MESHCTL_GATEWAY or local.",
+)
+@click.pass_context
+def main(ctx: click.Context, gateway: str | None) -> None:
+    """Run and operate the Goodword SQLMesh project."""
+    settings = get_settings()
+    if gateway:
+        settings.gateway = gateway
+    ctx.obj = settings
+
+
+# Verbs are registered below, one line each, so parallel work touches only its own line.
