@@ -9,12 +9,42 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from unittest import mock
 
 from sqlmesh import Context
 
 from meshctl.settings import Settings
 
 EMULATED_GATEWAY = "fakesnow"
+
+# Statements fakesnow does not implement and that change nothing an emulated run can observe.
+_FAKESNOW_NOOPS = [r"ALTER SESSION SET QUERY_TAG"]
+
+
+def _temporary_as_regular_table(create_table):
+    """SQLMesh stages DataFrames (seeds, `load-raw`) in schema-qualified TEMPORARY tables; on
+    fakesnow's DuckDB temporary tables live in their own catalog, so the schema is not found.
+    A regular table behaves the same here, and SQLMesh drops it after the load."""
+
+    def wrapper(self, table_name, *args, **kwargs):
+        if kwargs.get("table_kind") == "TEMPORARY TABLE":
+            kwargs["table_kind"] = "TABLE"
+        return create_table(self, table_name, *args, **kwargs)
+
+    return wrapper
+
+
+def _honour_overwrite(write_pandas):
+    """fakesnow's write_pandas appends even when asked to overwrite. SQLMesh builds its staging
+    query twice and relies on `overwrite=True`, so without this every seed row lands twice."""
+
+    def wrapper(conn, df, table_name, database=None, schema=None, *args, **kwargs):
+        if kwargs.get("overwrite"):
+            name = ".".join(f'"{part}"' for part in (database, schema, table_name) if part)
+            conn.cursor().execute(f"DELETE FROM {name}")
+        return write_pandas(conn, df, table_name, database, schema, *args, **kwargs)
+
+    return wrapper
 
 
 @contextlib.contextmanager
@@ -24,11 +54,21 @@ def emulation(settings: Settings, gateway: str) -> Iterator[None]:
         yield
         return
     import fakesnow  # dev dependency: only the emulated gateway needs it
+    from sqlmesh.core.engine_adapter.snowflake import SnowflakeEngineAdapter
 
     data_dir = settings.resolve(settings.fakesnow_data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    with fakesnow.patch(db_path=data_dir):
-        yield
+    create_table = _temporary_as_regular_table(SnowflakeEngineAdapter.create_table)
+    with fakesnow.patch(db_path=data_dir, nop_regexes=_FAKESNOW_NOOPS):
+        from snowflake.connector import pandas_tools  # now fakesnow's
+
+        with (
+            mock.patch.object(SnowflakeEngineAdapter, "create_table", create_table),
+            mock.patch.object(
+                pandas_tools, "write_pandas", _honour_overwrite(pandas_tools.write_pandas)
+            ),
+        ):
+            yield
 
 
 @contextlib.contextmanager
