@@ -13,9 +13,14 @@ from unittest import mock
 
 from sqlmesh import Context
 
+from meshctl import secrets
 from meshctl.settings import Settings
 
 EMULATED_GATEWAY = "fakesnow"
+
+# fakesnow accepts any password. The emulated account has this one, and a wrong one is refused
+# with the error Snowflake's login returns, so bad-credential handling is exercised for real.
+EMULATED_PASSWORD = "fakesnow"
 
 # Statements fakesnow does not implement and that change nothing an emulated run can observe.
 _FAKESNOW_NOOPS = [r"ALTER SESSION SET QUERY_TAG"]
@@ -47,6 +52,19 @@ def _honour_overwrite(write_pandas):
     return wrapper
 
 
+def _authenticating(connect):
+    def wrapper(*args, **kwargs):
+        if kwargs.get("password") != EMULATED_PASSWORD:
+            from snowflake.connector.errors import DatabaseError
+
+            raise DatabaseError(
+                msg="Incorrect username or password was specified.", errno=390100, sqlstate="08004"
+            )
+        return connect(*args, **kwargs)
+
+    return wrapper
+
+
 @contextlib.contextmanager
 def emulation(settings: Settings, gateway: str) -> Iterator[None]:
     """Patch the Snowflake connector onto fakesnow when `gateway` is the emulated one."""
@@ -60,9 +78,13 @@ def emulation(settings: Settings, gateway: str) -> Iterator[None]:
     data_dir.mkdir(parents=True, exist_ok=True)
     create_table = _temporary_as_regular_table(SnowflakeEngineAdapter.create_table)
     with fakesnow.patch(db_path=data_dir, nop_regexes=_FAKESNOW_NOOPS):
+        import snowflake.connector
         from snowflake.connector import pandas_tools  # now fakesnow's
 
         with (
+            mock.patch.object(
+                snowflake.connector, "connect", _authenticating(snowflake.connector.connect)
+            ),
             mock.patch.object(SnowflakeEngineAdapter, "create_table", create_table),
             mock.patch.object(
                 pandas_tools, "write_pandas", _honour_overwrite(pandas_tools.write_pandas)
@@ -76,7 +98,8 @@ def open_context(settings: Settings, gateway: str | None = None, **kwargs) -> It
     gateway = gateway or settings.gateway
     if gateway == "local":
         settings.resolve(settings.local_data_dir).mkdir(parents=True, exist_ok=True)
-    with emulation(settings, gateway):
+    settings = settings.model_copy(update={"gateway": gateway})
+    with secrets.exported(settings), emulation(settings, gateway):
         context = Context(paths=[settings.project_dir], gateway=gateway, **kwargs)
         try:
             yield context

@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     state_db_sslmode: str = Field("prefer", alias="STATE_DB_SSLMODE")
     state_schema: str = Field("sqlmesh", alias="STATE_SCHEMA")
 
+    # --- secrets ---------------------------------------------------------------------------
+    # `aws`: fill credentials from Secrets Manager (JSON secrets, keys in the README); explicitly
+    # set environment variables still win. `env`: environment only.
+    secrets_backend: Literal["env", "aws"] = Field("env", alias="MESHCTL_SECRETS")
+    snowflake_secret_name: str = Field("snowflake-warehouse", alias="SNOWFLAKE_SECRET_NAME")
+    state_db_secret_name: str = Field("aurora-data-operations", alias="STATE_DB_SECRET_NAME")
+    # Names the deployment in every Snowflake session's QUERY_TAG (config.yaml reads it too).
+    deploy_env: str = Field("prod", alias="DEPLOY_ENV")
+
     # --- AWS (Secrets Manager, S3) ---------------------------------------------------------
     aws_region: str = Field("us-east-2", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     aws_endpoint_url: str | None = Field(None, alias="AWS_ENDPOINT_URL")
