@@ -27,3 +27,9 @@ def main(ctx: click.Context, gateway: str | None) -> None:
 
 
 # Verbs are registered below, one line each, so parallel work touches only its own line.
+from meshctl.sqlmesh_cli import sqlmesh_command  # noqa: E402
+
+main.add_command(sqlmesh_command)
+from meshctl.doctor import doctor_command  # noqa: E402
+
+main.add_command(doctor_command)
