@@ -125,7 +125,8 @@ def _bucket_check(settings: Settings) -> Check:
         import boto3
 
         s3 = boto3.client("s3", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
-        s3.head_bucket(Bucket=bucket)
+        # Listing under our own prefix, not head_bucket: the instance role may list only there.
+        s3.list_objects_v2(Bucket=bucket, Prefix=f"{settings.artifacts_prefix}/_doctor/", MaxKeys=1)
         key = f"{settings.artifacts_prefix}/_doctor/{uuid.uuid4().hex}"
         s3.put_object(Bucket=bucket, Key=key, Body=b"ok", ServerSideEncryption="AES256")
         s3.delete_object(Bucket=bucket, Key=key)
