@@ -1,0 +1,268 @@
+"""The artifacts bucket: the one place that builds the S3 client and writes objects.
+
+- One boto3 client per `Bucket`, with the endpoint and region from settings and botocore's own
+  retry modes (`standard` or `adaptive`, `ARTIFACTS_MAX_RETRIES` retries after the first try): transient
+  errors (throttling, 5xx, dropped connections) are retried there, never by a loop here.
+- Files go through boto3's managed transfer (`upload_file` / `download_file`) with a
+  `TransferConfig`, so anything above `ARTIFACTS_MULTIPART_THRESHOLD_BYTES` is sent in parts.
+- Every write is server-side encrypted: SSE-KMS with `ARTIFACTS_KMS_KEY_ID` when set, else
+  SSE-S3 (AES256).
+- Every write is scanned for the value of each secret setting (passwords, private keys) and
+  refused if one appears; the error names the setting and the object, never the value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from meshctl.settings import Settings
+
+log = logging.getLogger("meshctl.s3")
+
+# A dropped connection should fail over to botocore's next attempt quickly, not after a minute.
+CONNECT_TIMEOUT_SECONDS = 10
+READ_TIMEOUT_SECONDS = 60
+# Secret values shorter than this are not scanned for: they would match ordinary text.
+MIN_SECRET_LENGTH = 6
+_SCAN_CHUNK = 1024 * 1024
+
+
+class ArtifactsError(RuntimeError):
+    """An artifacts operation cannot go on; the message says why and what to do."""
+
+
+class SecretInUpload(ArtifactsError):
+    """An object about to be uploaded contains the value of a secret setting."""
+
+
+def client_config(settings: Settings):
+    from botocore.config import Config
+
+    return Config(
+        region_name=settings.aws_region,
+        # botocore's `max_attempts` here is the number of retries after the first attempt.
+        retries={"mode": settings.artifacts_retry_mode, "max_attempts": settings.artifacts_max_retries},
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=READ_TIMEOUT_SECONDS,
+    )
+
+
+def make_client(settings: Settings):
+    """An S3 client for the artifacts bucket (endpoint, region, retry mode from settings)."""
+    import boto3
+
+    session = boto3.session.Session()
+    return session.client(
+        "s3",
+        region_name=settings.aws_region,
+        endpoint_url=settings.aws_endpoint_url,
+        config=client_config(settings),
+    )
+
+
+def transfer_config(settings: Settings):
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(
+        multipart_threshold=settings.artifacts_multipart_threshold,
+        multipart_chunksize=settings.artifacts_multipart_chunksize,
+        max_concurrency=4,
+        use_threads=True,
+    )
+
+
+def encryption_args(settings: Settings) -> dict[str, str]:
+    """The server-side encryption arguments every put carries."""
+    if settings.artifacts_kms_key_id:
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.artifacts_kms_key_id}
+    return {"ServerSideEncryption": "AES256"}
+
+
+def secret_values(settings: Settings) -> dict[str, bytes]:
+    """Setting name -> secret value (bytes) for every secret setting that is set."""
+    found: dict[str, bytes] = {}
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name, None)
+        if isinstance(value, SecretStr):
+            raw = value.get_secret_value()
+            if len(raw) >= MIN_SECRET_LENGTH:
+                found[_env_name(name, field)] = raw.encode()
+    return found
+
+
+def _env_name(name: str, field) -> str:
+    if field.alias:
+        return field.alias
+    choices = getattr(field.validation_alias, "choices", None)
+    if choices and isinstance(choices[0], str):
+        return choices[0]
+    return name.upper()
+
+
+def find_secret(data: bytes, secrets: dict[str, bytes]) -> str | None:
+    """The name of the first secret setting whose value occurs in `data`."""
+    for name, value in secrets.items():
+        if value in data:
+            return name
+    return None
+
+
+def find_secret_in_file(path: Path, secrets: dict[str, bytes]) -> str | None:
+    """Like `find_secret`, reading the file in chunks (overlapping, so no value is split)."""
+    if not secrets:
+        return None
+    overlap = max(len(v) for v in secrets.values()) - 1
+    tail = b""
+    with path.open("rb") as fh:
+        while chunk := fh.read(_SCAN_CHUNK):
+            window = tail + chunk
+            name = find_secret(window, secrets)
+            if name:
+                return name
+            tail = window[-overlap:] if overlap else b""
+    return None
+
+
+def redact(data: bytes, secrets: dict[str, bytes]) -> bytes:
+    for name, value in secrets.items():
+        data = data.replace(value, f"***{name}***".encode())
+    return data
+
+
+class Bucket:
+    """The artifacts bucket under its prefix. Keys passed in are full keys (see `key`)."""
+
+    def __init__(self, settings: Settings, client: Any = None):
+        if not settings.artifacts_bucket:
+            raise ArtifactsError(
+                "ARTIFACTS_BUCKET is not set: name the artifacts bucket (deploy/bucket.yaml's "
+                "BucketName output) in the environment."
+            )
+        self.settings = settings
+        self.name = settings.artifacts_bucket
+        self.prefix = settings.artifacts_prefix.strip("/")
+        self.client = client if client is not None else make_client(settings)
+        self.transfer = transfer_config(settings)
+        self.encryption = encryption_args(settings)
+        self.secrets = secret_values(settings)
+
+    # --- keys ------------------------------------------------------------------------------
+    def key(self, *parts: str) -> str:
+        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p and p.strip("/"))
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.name}/{key}"
+
+    # --- writes (all encrypted, all scanned) -----------------------------------------------
+    def _refuse_secret(self, name: str | None, key: str) -> None:
+        if name:
+            raise SecretInUpload(
+                f"refusing to upload {self.url(key)}: it contains the value of {name}"
+            )
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str,
+        metadata: dict[str, str] | None = None,
+        cache_control: str | None = None,
+    ) -> dict:
+        self._refuse_secret(find_secret(data, self.secrets), key)
+        extra: dict[str, Any] = {}
+        if cache_control:
+            extra["CacheControl"] = cache_control
+        return self.client.put_object(
+            Bucket=self.name,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+            Metadata=metadata or {},
+            **self.encryption,
+            **extra,
+        )
+
+    def put_json(self, key: str, value: Any, metadata: dict[str, str] | None = None, **kw) -> dict:
+        data = json.dumps(value, indent=2, sort_keys=True, default=str).encode()
+        return self.put_bytes(key, data, "application/json", metadata, **kw)
+
+    def upload_file(
+        self,
+        path: Path,
+        key: str,
+        content_type: str,
+        metadata: dict[str, str] | None = None,
+        callback=None,
+    ) -> None:
+        """Managed transfer: multipart above the threshold, parts retried by botocore."""
+        self._refuse_secret(find_secret_in_file(path, self.secrets), key)
+        self.client.upload_file(
+            str(path),
+            self.name,
+            key,
+            ExtraArgs={"ContentType": content_type, "Metadata": metadata or {}, **self.encryption},
+            Config=self.transfer,
+            Callback=callback,
+        )
+
+    # --- reads -----------------------------------------------------------------------------
+    def download_file(self, key: str, path: Path) -> None:
+        self.client.download_file(self.name, key, str(path), Config=self.transfer)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def head(self, key: str) -> dict | None:
+        """The object's HEAD response, or None when there is no such object."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=self.name, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def list(self, prefix: str) -> Iterator[dict]:
+        """Every object under `prefix` (a full key prefix), as list_objects_v2 entries."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
+            yield from page.get("Contents", [])
+
+    def delete(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            response = self.client.delete_objects(
+                Bucket=self.name, Delete={"Objects": batch, "Quiet": True}
+            )
+            errors = response.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise ArtifactsError(
+                    f"could not delete {len(errors)} object(s), e.g. {first.get('Key')}: "
+                    f"{first.get('Code')} {first.get('Message')}"
+                )
+
+
+def error_text(exc: BaseException) -> str:
+    """A one-line reason for an S3 failure (the error code when boto3 gives one, also when a
+    managed transfer wraps it)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict) and response.get("Error"):
+            err = response["Error"]
+            return f"{err.get('Code')}: {err.get('Message') or ''}".strip().rstrip(":")
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]

@@ -1,0 +1,462 @@
+"""Project bundles and docs against moto over HTTP: push/pull round trip, tampering, interrupted
+pushes, secrets never uploaded, encryption on every object, multipart for large bundles."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import boto3
+import pytest
+from click.testing import CliRunner
+
+from meshctl import artifacts
+from meshctl.artifacts import BundleError, MANIFEST_NAME
+from meshctl.s3 import ArtifactsError, Bucket, SecretInUpload
+from meshctl.settings import Settings
+
+SNOWFLAKE_PASSWORD = "sf-Pa55-word-91c7e2"
+STATE_DB_PASSWORD = "state-db-pw-4d2a8f"
+PEM_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7secretkeymaterial"
+
+CONFIG = """\
+gateways:
+  local:
+    connection:
+      type: duckdb
+      database: "{{ env_var('LOCAL_DATA_DIR', 'data/local') }}/warehouse.duckdb"
+default_gateway: local
+disable_anonymized_analytics: true
+model_defaults:
+  dialect: duckdb
+  start: "2026-01-01"
+"""
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A small SQLMesh project with everything a bundle must leave out lying around in it."""
+    root = tmp_path / "project"
+    write(root / "config.yaml", CONFIG)
+    write(root / "external_models.yaml", "- name: raw.events\n  columns:\n    event_id: int\n")
+    write(
+        root / "models" / "orders.sql",
+        "MODEL (name demo.orders, kind FULL);\nSELECT 1 AS order_id, 10 AS amount\n",
+    )
+    write(
+        root / "models" / "revenue.sql",
+        "MODEL (name demo.revenue, kind FULL);\nSELECT SUM(amount) AS revenue FROM demo.orders\n",
+    )
+    write(root / "macros" / "__init__.py", "")
+    write(root / "seeds" / "plans.csv", "plan_id,name\n1,basic\n")
+    write(
+        root / "tests" / "test_orders.yaml",
+        "test_orders:\n  model: demo.orders\n  outputs:\n    query:\n      - order_id: 1\n        amount: 10\n",
+    )
+    # Must never be uploaded:
+    write(root / ".env", f"SNOWFLAKE_PASSWORD={SNOWFLAKE_PASSWORD}\nSTATE_DB_PASSWORD={STATE_DB_PASSWORD}\n")
+    write(root / "key.pem", f"-----BEGIN PRIVATE KEY-----\n{PEM_BODY}\n-----END PRIVATE KEY-----\n")
+    write(root / "models" / "rsa_key.p8", f"{PEM_BODY}\n")
+    write(root / "data" / "local" / "warehouse.duckdb", b"DUCK" * 100)
+    write(root / "models" / "orders.duckdb", b"DUCK")
+    write(root / ".cache" / "model_definition" / "x", b"cache")
+    write(root / "models" / "__pycache__" / "x.cpython-311.pyc", b"pyc")
+    write(root / ".venv" / "lib" / "site.py", "venv")
+    write(root / "logs" / "run.log", f"password={STATE_DB_PASSWORD}\n")
+    write(root / "tests" / "python" / "test_runtime.py", "def test_x(): pass\n")
+    return root
+
+
+@pytest.fixture
+def settings(project: Path, artifacts_bucket: str, monkeypatch) -> Settings:
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", SNOWFLAKE_PASSWORD)
+    monkeypatch.setenv("STATE_DB_PASSWORD", STATE_DB_PASSWORD)
+    monkeypatch.setenv("SNOWFLAKE_PRIVATE_KEY", PEM_BODY)
+    return Settings(_env_file=None, project_dir=project, gateway="local")
+
+
+@pytest.fixture
+def s3(aws_env):
+    return boto3.client("s3", endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+
+
+def all_objects(s3, bucket: str) -> dict[str, bytes]:
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+
+
+def tar_members(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def snapshot_tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+# --- push / pull ---------------------------------------------------------------------------
+
+
+def test_push_then_pull_round_trip_verifies_every_checksum(settings, project, s3, artifacts_bucket, tmp_path):
+    result = artifacts.push(settings)
+
+    prefix = f"sqlmesh/bundles/{result.version}/"
+    objects = all_objects(s3, artifacts_bucket)
+    assert set(objects) == {prefix + "bundle.tar.gz", prefix + "manifest.json", "sqlmesh/bundles/latest"}
+    pointer = json.loads(objects["sqlmesh/bundles/latest"])
+    assert pointer["version"] == result.version
+    manifest = json.loads(objects[prefix + "manifest.json"])
+    assert manifest["git"]["revision"] == "unknown"  # tmp_path is not a checkout
+    assert manifest["created_at"].endswith("Z")
+    assert sorted(manifest["files"]) == [
+        "config.yaml",
+        "external_models.yaml",
+        "macros/__init__.py",
+        "models/orders.sql",
+        "models/revenue.sql",
+        "seeds/plans.csv",
+        "tests/test_orders.yaml",
+    ]
+    members = tar_members(objects[prefix + "bundle.tar.gz"])
+    assert set(members) == set(manifest["files"]) | {MANIFEST_NAME}
+
+    dest = tmp_path / "deployed"
+    pulled = artifacts.pull(settings, "latest", dest)
+    assert pulled.version == result.version and pulled.files == 7
+    for name, entry in manifest["files"].items():
+        assert (dest / name).read_bytes() == (project / name).read_bytes()
+        assert artifacts.sha256_file(dest / name) == entry["sha256"]
+    assert json.loads((dest / MANIFEST_NAME).read_text())["version"] == result.version
+    assert not [p for p in dest.parent.iterdir() if p.name.startswith(".deployed.pull-")]
+
+
+def test_manifest_records_the_git_revision_in_a_checkout(settings, project):
+    git = ["git", "-C", str(project), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "config.yaml", "models"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+    result = artifacts.push(settings)
+
+    assert result.manifest["git"]["revision"] == head
+    assert result.manifest["git"]["dirty"] is True  # seeds/, tests/ ... are untracked
+    assert result.version.endswith("-" + head[:12])
+
+
+def test_pull_replaces_the_previous_project_and_keeps_its_runtime_dirs(settings, project, tmp_path):
+    dest = tmp_path / "deployed"
+    v1 = artifacts.push(settings, version="v1").version
+    artifacts.pull(settings, v1, dest)
+    write(dest / "data" / "local" / "warehouse.duckdb", b"local warehouse")
+    write(project / "models" / "customers.sql", "MODEL (name demo.customers, kind FULL);\nSELECT 1 AS id\n")
+    (project / "models" / "revenue.sql").unlink()
+    artifacts.push(settings, version="v2")
+
+    result = artifacts.pull(settings, "latest", dest)
+
+    assert result.version == "v2" and result.replaced
+    assert (dest / "models" / "customers.sql").exists()
+    assert not (dest / "models" / "revenue.sql").exists()
+    assert (dest / "data" / "local" / "warehouse.duckdb").read_bytes() == b"local warehouse"
+    # An older version can be pulled back by name.
+    assert artifacts.pull(settings, "v1", dest).version == "v1"
+    assert (dest / "models" / "revenue.sql").exists()
+
+
+def test_mount_points_are_recognised():
+    assert artifacts._is_mount(Path("/"))
+    assert artifacts._is_mount(Path("/proc"))
+    assert not artifacts._is_mount(Path(__file__).parent)
+
+
+def test_pull_into_a_mount_point_swaps_entries_in_place(settings, tmp_path, monkeypatch):
+    dest = tmp_path / "mounted"
+    write(dest / "old-file.txt", "from the previous project")
+    write(dest / "logs" / "keep.log", "runtime log")
+    artifacts.push(settings, version="v1")
+    monkeypatch.setattr(artifacts, "_is_mount", lambda p: Path(p) == dest)
+
+    artifacts.pull(settings, "v1", dest)
+
+    names = sorted(p.name for p in dest.iterdir())
+    assert "old-file.txt" not in names and "models" in names
+    assert (dest / "logs" / "keep.log").read_text() == "runtime log"
+    assert not [n for n in names if n.startswith(".meshctl-pull-")]
+
+
+def test_push_never_overwrites_a_version(settings):
+    artifacts.push(settings, version="v1")
+    with pytest.raises(BundleError, match="already exists"):
+        artifacts.push(settings, version="v1")
+
+
+# --- verification and atomicity --------------------------------------------------------------
+
+
+def _deployed_v1(settings, tmp_path) -> tuple[Path, dict[str, bytes]]:
+    dest = tmp_path / "deployed"
+    artifacts.push(settings, version="v1")
+    artifacts.pull(settings, "v1", dest)
+    return dest, snapshot_tree(dest)
+
+
+def test_a_tampered_file_is_refused_by_name_and_the_old_project_stays(settings, project, s3, artifacts_bucket, tmp_path):
+    dest, before = _deployed_v1(settings, tmp_path)
+    artifacts.push(settings, version="v2")
+    key = "sqlmesh/bundles/v2/bundle.tar.gz"
+    members = tar_members(s3.get_object(Bucket=artifacts_bucket, Key=key)["Body"].read())
+    members["models/orders.sql"] = b"MODEL (name demo.orders, kind FULL);\nSELECT 666 AS order_id\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    s3.put_object(Bucket=artifacts_bucket, Key=key, Body=buf.getvalue())
+
+    with pytest.raises(BundleError) as err:
+        artifacts.pull(settings, "latest", dest)
+
+    message = str(err.value)
+    assert "models/orders.sql: checksum mismatch" in message
+    assert "bundle.tar.gz: checksum mismatch" in message
+    assert f"{dest} left as it was" in message
+    assert snapshot_tree(dest) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".deployed.pull-")]
+
+
+def test_a_corrupt_archive_is_refused_and_the_old_project_stays(settings, s3, artifacts_bucket, tmp_path):
+    dest, before = _deployed_v1(settings, tmp_path)
+    artifacts.push(settings, version="v2")
+    key = "sqlmesh/bundles/v2/bundle.tar.gz"
+    data = bytearray(s3.get_object(Bucket=artifacts_bucket, Key=key)["Body"].read())
+    data[len(data) // 2 : len(data) // 2 + 16] = b"\x00" * 16
+    s3.put_object(Bucket=artifacts_bucket, Key=key, Body=bytes(data))
+
+    with pytest.raises(BundleError, match="bundle.tar.gz"):
+        artifacts.pull(settings, "v2", dest)
+    assert snapshot_tree(dest) == before
+
+
+def test_a_manifest_edited_in_the_bucket_is_refused(settings, s3, artifacts_bucket, tmp_path):
+    dest, before = _deployed_v1(settings, tmp_path)
+    artifacts.push(settings, version="v2")
+    key = "sqlmesh/bundles/v2/manifest.json"
+    manifest = json.loads(s3.get_object(Bucket=artifacts_bucket, Key=key)["Body"].read())
+    manifest["files"]["seeds/plans.csv"]["sha256"] = "0" * 64
+    s3.put_object(Bucket=artifacts_bucket, Key=key, Body=json.dumps(manifest).encode())
+
+    with pytest.raises(BundleError, match="seeds/plans.csv: checksum mismatch"):
+        artifacts.pull(settings, "v2", dest)
+    assert snapshot_tree(dest) == before
+
+
+def test_a_failed_verify_does_not_move_latest(settings, project, monkeypatch):
+    artifacts.push(settings, version="v1")
+    write(project / "models" / "new.sql", "MODEL (name demo.new, kind FULL);\nSELECT 1 AS x\n")
+
+    def fail(*args, **kwargs):
+        raise BundleError("simulated: object not visible after upload")
+
+    monkeypatch.setattr(artifacts, "_verify_upload", fail)
+    with pytest.raises(BundleError, match="simulated"):
+        artifacts.push(settings, version="v2")
+
+    bucket = Bucket(settings)
+    assert artifacts.resolve_version(bucket, "latest") == "v1"
+
+
+def test_an_upload_failing_mid_push_does_not_move_latest(settings, project, tmp_path):
+    """The manifest put fails on every attempt (after the tarball went up): latest stays."""
+    artifacts.push(settings, version="v1")
+    bucket = Bucket(settings.model_copy(update={"artifacts_max_retries": 2}))
+    calls = []
+
+    def fail_manifest(request, **kwargs):
+        if request.url.endswith("/manifest.json") and request.method == "PUT":
+            calls.append(request.url)
+            return _error_response(request.url, 500, "InternalError")
+        return None
+
+    bucket.client.meta.events.register("before-send.s3.PutObject", fail_manifest)
+    with pytest.raises(Exception):
+        artifacts.push(settings, version="v2", bucket=bucket)
+
+    assert len(calls) == 3  # the first try and botocore's 2 retries, then it gave up
+    assert artifacts.resolve_version(Bucket(settings), "latest") == "v1"
+    dest = tmp_path / "deployed"
+    assert artifacts.pull(settings, "latest", dest).version == "v1"
+    with pytest.raises(BundleError, match="v2 does not exist or its push did not finish"):
+        artifacts.pull(settings, "v2", dest)
+
+
+def _error_response(url: str, status: int, code: str):
+    from botocore.awsrequest import AWSResponse
+
+    class Raw:
+        def stream(self, **kwargs):
+            yield f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+
+    return AWSResponse(url, status, {}, Raw())
+
+
+def test_pull_refuses_to_replace_a_git_checkout(settings, tmp_path):
+    artifacts.push(settings, version="v1")
+    (tmp_path / "checkout" / ".git").mkdir(parents=True)
+    with pytest.raises(BundleError, match="git checkout"):
+        artifacts.pull(settings, "v1", tmp_path / "checkout")
+
+
+def test_pull_with_nothing_pushed_says_so(settings, tmp_path):
+    with pytest.raises(BundleError, match="no bundle has been pushed yet"):
+        artifacts.pull(settings, "latest", tmp_path / "deployed")
+
+
+# --- secrets and encryption ------------------------------------------------------------------
+
+
+def test_nothing_secret_is_uploaded_and_every_object_is_encrypted(settings, s3, artifacts_bucket, tmp_path):
+    artifacts.push(settings, version="v1")
+    artifacts.pull(settings, "v1", tmp_path / "deployed")
+    artifacts.publish_docs(settings, version="v1")
+
+    objects = all_objects(s3, artifacts_bucket)
+    assert len(objects) == 5
+    needles = [SNOWFLAKE_PASSWORD.encode(), STATE_DB_PASSWORD.encode(), PEM_BODY.encode()]
+    for key, data in objects.items():
+        blobs = {key: data}
+        if key.endswith(".tar.gz"):
+            blobs.update(tar_members(data))
+            blobs["(gunzipped)"] = gzip.decompress(data)
+            names = set(tar_members(data))
+            assert not {n for n in names if n.endswith((".pem", ".p8", ".duckdb", ".pyc")) or n.startswith((".env", "data/", "logs/", ".cache/", ".venv/")) or "__pycache__" in n}
+        for name, blob in blobs.items():
+            for needle in needles:
+                assert needle not in blob, f"a secret value is in {name}"
+        head = s3.head_object(Bucket=artifacts_bucket, Key=key)
+        assert head["ServerSideEncryption"] == "AES256", key
+
+
+def test_a_secret_value_in_a_project_file_stops_the_push(settings, project, s3, artifacts_bucket):
+    write(project / "macros" / "creds.py", f'PASSWORD = "{STATE_DB_PASSWORD}"\n')
+    with pytest.raises(SecretInUpload) as err:
+        artifacts.push(settings)
+    assert "macros/creds.py" in str(err.value) and "STATE_DB_PASSWORD" in str(err.value)
+    assert STATE_DB_PASSWORD not in str(err.value)
+    assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
+
+
+def test_kms_key_is_used_when_configured(settings, s3, artifacts_bucket, aws_env):
+    kms = boto3.client("kms", endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+    key_id = kms.create_key(Description="artifacts")["KeyMetadata"]["KeyId"]
+    kms_settings = settings.model_copy(update={"artifacts_kms_key_id": key_id})
+
+    artifacts.push(kms_settings, version="v1")
+
+    for key in all_objects(s3, artifacts_bucket):
+        head = s3.head_object(Bucket=artifacts_bucket, Key=key)
+        assert head["ServerSideEncryption"] == "aws:kms", key
+        assert key_id in head["SSEKMSKeyId"]
+
+
+def test_a_large_bundle_goes_up_in_parts(settings, project, s3, artifacts_bucket, tmp_path):
+    write(project / "seeds" / "large.bin", os.urandom(7 * 1024 * 1024))  # incompressible
+    mib5 = 5 * 1024 * 1024
+    small = settings.model_copy(
+        update={"artifacts_multipart_threshold": mib5, "artifacts_multipart_chunksize": mib5}
+    )
+
+    result = artifacts.push(small, version="big")
+
+    head = s3.head_object(Bucket=artifacts_bucket, Key="sqlmesh/bundles/big/bundle.tar.gz")
+    assert head["ETag"].strip('"').endswith("-2") and result.multipart
+    assert head["ServerSideEncryption"] == "AES256"
+    dest = tmp_path / "deployed"
+    artifacts.pull(small, "big", dest)
+    assert (dest / "seeds" / "large.bin").read_bytes() == (project / "seeds" / "large.bin").read_bytes()
+
+
+# --- starting from a bundle -----------------------------------------------------------------
+
+
+def test_ensure_project_without_a_bundle_setting_is_the_project_dir(settings, project):
+    assert artifacts.ensure_project(settings) == project
+
+
+def test_ensure_project_pulls_once_then_follows_latest(settings, project, tmp_path, monkeypatch, caplog):
+    bundled = settings.model_copy(update={"bundle": "latest", "bundle_dir": tmp_path / "bundle"})
+    artifacts.push(settings, version="v1")
+
+    assert artifacts.ensure_project(bundled) == tmp_path / "bundle"
+    assert artifacts.installed_manifest(tmp_path / "bundle")["version"] == "v1"
+
+    real_pull = artifacts.pull
+    monkeypatch.setattr(artifacts, "pull", lambda *a, **k: pytest.fail("v1 is already in place"))
+    assert artifacts.ensure_project(bundled) == tmp_path / "bundle"
+
+    monkeypatch.setattr(artifacts, "pull", real_pull)
+    artifacts.push(settings, version="v2")
+    artifacts.ensure_project(bundled)
+    assert artifacts.installed_manifest(tmp_path / "bundle")["version"] == "v2"
+
+    # S3 unreachable (here: the bucket is gone): the intact bundle in place is used, with a warning.
+    broken = bundled.model_copy(update={"artifacts_bucket": "no-such-bucket-here"})
+    with caplog.at_level(logging.WARNING, logger="meshctl.artifacts"):
+        assert artifacts.ensure_project(broken) == tmp_path / "bundle"
+    event = json.loads(caplog.records[-1].getMessage())
+    assert event["event"] == "bundle_pull_failed" and event["using"] == "v2"
+
+    # A pinned version that is not in place cannot be satisfied without S3.
+    pinned = broken.model_copy(update={"bundle": "v1"})
+    with pytest.raises(ArtifactsError, match="cannot start from bundle 'v1'"):
+        artifacts.ensure_project(pinned)
+
+
+# --- docs and CLI ---------------------------------------------------------------------------
+
+
+def test_docs_render_the_dag_and_upload_html(settings, s3, artifacts_bucket):
+    result = artifacts.publish_docs(settings, version="d1")
+
+    assert result.index_url == f"s3://{artifacts_bucket}/sqlmesh/docs/index.html"
+    for key in ("sqlmesh/docs/index.html", "sqlmesh/docs/d1/index.html"):
+        obj = s3.get_object(Bucket=artifacts_bucket, Key=key)
+        assert obj["ContentType"].startswith("text/html")
+        assert obj["ServerSideEncryption"] == "AES256"
+        html = obj["Body"].read().decode()
+        assert "vis-network" in html and "revenue" in html and "orders" in html
+
+
+def test_cli_push_list_pull(settings, tmp_path):
+    runner = CliRunner()
+    pushed = runner.invoke(artifacts.artifacts_group, ["push", "--version", "cli1"], obj=settings)
+    assert pushed.exit_code == 0, pushed.output
+    assert "pushed bundle cli1: 7 files" in pushed.output and "latest -> cli1" in pushed.output
+
+    listed = runner.invoke(artifacts.artifacts_group, ["list"], obj=settings)
+    assert "* cli1" in listed.output
+
+    dest = tmp_path / "deployed"
+    pulled = runner.invoke(artifacts.artifacts_group, ["pull", "--dest", str(dest)], obj=settings)
+    assert pulled.exit_code == 0, pulled.output
+    assert f"pulled bundle cli1: 7 files verified -> {dest}" in pulled.output
+
+    missing = runner.invoke(artifacts.artifacts_group, ["pull", "nope", "--dest", str(dest)], obj=settings)
+    assert missing.exit_code == 1 and "bundle nope does not exist" in missing.output
