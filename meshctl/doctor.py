@@ -122,15 +122,15 @@ def _bucket_check(settings: Settings) -> Check:
     name = f"S3 bucket {bucket}: reachable and writable"
 
     def probe() -> str:
-        import boto3
+        from meshctl.s3 import Bucket
 
-        s3 = boto3.client("s3", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+        store = Bucket(settings)
         # Listing under our own prefix, not head_bucket: the instance role may list only there.
-        s3.list_objects_v2(Bucket=bucket, Prefix=f"{settings.artifacts_prefix}/_doctor/", MaxKeys=1)
-        key = f"{settings.artifacts_prefix}/_doctor/{uuid.uuid4().hex}"
-        s3.put_object(Bucket=bucket, Key=key, Body=b"ok", ServerSideEncryption="AES256")
-        s3.delete_object(Bucket=bucket, Key=key)
-        return f"wrote and deleted s3://{bucket}/{settings.artifacts_prefix}/_doctor/…"
+        next(iter(store.list(store.key("_doctor") + "/")), None)
+        key = store.key("_doctor", uuid.uuid4().hex)
+        store.put_bytes(key, b"ok")
+        store.delete([key])
+        return f"wrote and deleted {store.url(key)}"
 
     return _probe(
         name,

@@ -19,6 +19,8 @@ def sqlmesh_command(settings, args: tuple[str, ...]) -> None:
     """Run any sqlmesh command against the selected gateway (e.g. `meshctl sqlmesh plan prod`)."""
     from sqlmesh.cli.main import cli
 
+    if settings.gateway == "local":
+        settings.resolve(settings.local_data_dir).mkdir(parents=True, exist_ok=True)
     argv = ["--paths", str(settings.project_dir), "--gateway", settings.gateway, *args]
     with secrets.exported(settings), emulation(settings, settings.gateway):
         try:
