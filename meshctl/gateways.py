@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from unittest import mock
 
 from sqlmesh import Context
@@ -52,7 +53,11 @@ def _honour_overwrite(write_pandas):
     return wrapper
 
 
-def _authenticating(connect):
+def _emulated_connect(connect, data_dir: Path):
+    """Refuse a wrong password, and attach every database an earlier process created: fakesnow
+    attaches only the connection's own database, so AIRBYTE_DB would look empty to a new process
+    connecting to GOODWORD_WH."""
+
     def wrapper(*args, **kwargs):
         if kwargs.get("password") != EMULATED_PASSWORD:
             from snowflake.connector.errors import DatabaseError
@@ -60,7 +65,11 @@ def _authenticating(connect):
             raise DatabaseError(
                 msg="Incorrect username or password was specified.", errno=390100, sqlstate="08004"
             )
-        return connect(*args, **kwargs)
+        conn = connect(*args, **kwargs)
+        with conn.cursor() as cur:
+            for db_file in sorted(data_dir.glob("*.db")):
+                cur.execute(f'CREATE DATABASE IF NOT EXISTS "{db_file.stem}"')
+        return conn
 
     return wrapper
 
@@ -83,7 +92,9 @@ def emulation(settings: Settings, gateway: str) -> Iterator[None]:
 
         with (
             mock.patch.object(
-                snowflake.connector, "connect", _authenticating(snowflake.connector.connect)
+                snowflake.connector,
+                "connect",
+                _emulated_connect(snowflake.connector.connect, data_dir),
             ),
             mock.patch.object(SnowflakeEngineAdapter, "create_table", create_table),
             mock.patch.object(
