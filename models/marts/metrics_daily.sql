@@ -1,0 +1,164 @@
+MODEL (
+  name marts.metrics_daily,
+  kind FULL,
+  grain date,
+  owner analytics_engineering,
+  description 'Company metrics per UTC day, one row per date from the first event date to the latest complete date (the day before the run: @end_ds of a daily run). Rebuilt in full each run so late events, user versions and subscription changes flow into every date.',
+  audits (
+    not_null(
+      columns := (date, dau, wau, mau, new_users, new_organizations, mrr_usd, paying_organizations)
+    ),
+    unique_values(columns := (date)),
+    assert_non_negative(
+      columns := (dau, wau, mau, new_users, new_organizations, mrr_usd, paying_organizations)
+    )
+  ),
+  column_descriptions (
+    date = 'UTC calendar date (primary key).',
+    dau = 'Daily active users: distinct non-null USER_ID over distinct events with EVENT_DATE = DATE.',
+    wau = 'Weekly active users: distinct non-null USER_ID over distinct events with EVENT_DATE in [DATE - 6, DATE].',
+    mau = 'Monthly active users: distinct non-null USER_ID over distinct events with EVENT_DATE in [DATE - 27, DATE].',
+    new_users = 'Users (latest versions, deleted ones included) created on DATE.',
+    new_organizations = 'Organizations (deleted ones included) created on DATE.',
+    mrr_usd = 'Sum of FCT_MRR_DAILY.MRR on DATE where CURRENCY = usd, in dollars; 0 when there is none.',
+    paying_organizations = 'Distinct non-null ORGANIZATION_ID with MRR > 0 on DATE in FCT_MRR_DAILY (any currency).'
+  )
+);
+
+/* The date spine is built from ten digits (plain SQL on every engine); 100,000 days from the first
+   event date is far past any @end_ds. */
+WITH events AS (
+  SELECT
+    event_date,
+    user_id
+  FROM marts.fct_events
+), users AS (
+  SELECT
+    user_id,
+    created_at
+  FROM marts.dim_users
+), organizations AS (
+  SELECT
+    organization_id,
+    created_at
+  FROM marts.dim_organizations
+), mrr AS (
+  SELECT
+    date,
+    organization_id,
+    currency,
+    mrr
+  FROM marts.fct_mrr_daily
+), spine_start AS (
+  SELECT
+    MIN(event_date) AS first_date
+  FROM events
+), digits AS (
+  SELECT
+    digit
+  FROM (VALUES
+    (0),
+    (1),
+    (2),
+    (3),
+    (4),
+    (5),
+    (6),
+    (7),
+    (8),
+    (9)) AS digits(digit)
+), day_offsets AS (
+  SELECT
+    ones.digit + tens.digit * 10 + hundreds.digit * 100 + thousands.digit * 1000 + ten_thousands.digit * 10000 AS day_offset
+  FROM digits AS ones
+  CROSS JOIN digits AS tens
+  CROSS JOIN digits AS hundreds
+  CROSS JOIN digits AS thousands
+  CROSS JOIN digits AS ten_thousands
+), calendar AS (
+  /* up to the latest complete date: the last whole UTC day before the run. That is @end_ds for a
+     daily incremental model run today; a FULL model is rendered with the execution time only, so
+     it is written as the day before @execution_date. */
+  SELECT
+    DATEADD(DAY, day_offsets.day_offset, spine_start.first_date)::DATE AS date_day
+  FROM spine_start
+  CROSS JOIN day_offsets
+  WHERE
+    DATEADD(DAY, day_offsets.day_offset, spine_start.first_date)::DATE <= DATEADD(DAY, -1, @execution_date)::DATE
+), user_days AS (
+  /* one row per user and day with at least one event */
+  SELECT DISTINCT
+    event_date,
+    user_id
+  FROM events
+  WHERE
+    NOT user_id IS NULL
+), active_users AS (
+  SELECT
+    calendar.date_day,
+    COUNT(DISTINCT IFF(user_days.event_date = calendar.date_day, user_days.user_id, NULL)) AS dau,
+    COUNT(
+      DISTINCT IFF(
+        user_days.event_date >= DATEADD(DAY, -6, calendar.date_day)::DATE,
+        user_days.user_id,
+        NULL
+      )
+    ) AS wau,
+    COUNT(DISTINCT user_days.user_id) AS mau
+  FROM calendar
+  LEFT JOIN user_days
+    ON user_days.event_date BETWEEN DATEADD(DAY, -27, calendar.date_day)::DATE AND calendar.date_day
+  GROUP BY
+    calendar.date_day
+), new_users_per_day AS (
+  SELECT
+    created_at::DATE AS created_date,
+    COUNT(*) AS new_users
+  FROM users
+  GROUP BY
+    created_at::DATE
+), new_organizations_per_day AS (
+  SELECT
+    created_at::DATE AS created_date,
+    COUNT(*) AS new_organizations
+  FROM organizations
+  GROUP BY
+    created_at::DATE
+), revenue_per_day AS (
+  SELECT
+    date,
+    SUM(IFF(currency = 'usd', mrr, 0)) AS mrr_usd,
+    COUNT(DISTINCT IFF(mrr > 0, organization_id, NULL)) AS paying_organizations
+  FROM mrr
+  GROUP BY
+    date
+), final AS (
+  SELECT
+    calendar.date_day AS date,
+    active_users.dau::NUMBER(38, 0) AS dau,
+    active_users.wau::NUMBER(38, 0) AS wau,
+    active_users.mau::NUMBER(38, 0) AS mau,
+    COALESCE(new_users_per_day.new_users, 0)::NUMBER(38, 0) AS new_users,
+    COALESCE(new_organizations_per_day.new_organizations, 0)::NUMBER(38, 0) AS new_organizations,
+    COALESCE(revenue_per_day.mrr_usd, 0)::NUMBER(38, 2) AS mrr_usd,
+    COALESCE(revenue_per_day.paying_organizations, 0)::NUMBER(38, 0) AS paying_organizations
+  FROM calendar
+  INNER JOIN active_users
+    ON active_users.date_day = calendar.date_day
+  LEFT JOIN new_users_per_day
+    ON new_users_per_day.created_date = calendar.date_day
+  LEFT JOIN new_organizations_per_day
+    ON new_organizations_per_day.created_date = calendar.date_day
+  LEFT JOIN revenue_per_day
+    ON revenue_per_day.date = calendar.date_day
+)
+SELECT
+  date,
+  dau,
+  wau,
+  mau,
+  new_users,
+  new_organizations,
+  mrr_usd,
+  paying_organizations
+FROM final

@@ -1,0 +1,96 @@
+MODEL (
+  name staging.stg_stripe__invoices,
+  kind VIEW,
+  grain invoice_id,
+  owner analytics_engineering,
+  description 'Stripe invoices landed by Airbyte (one row per ID): amounts from minor units (cents) to major units, Unix times (including STATUS_TRANSITIONS) as TIMESTAMP_NTZ.',
+  audits (
+    not_null(columns := (invoice_id, stripe_customer_id)),
+    unique_values(columns := (invoice_id)),
+    accepted_values_non_blocking(column := status, is_in := ('draft', 'open', 'paid', 'uncollectible', 'void'))
+  ),
+  column_descriptions (
+    invoice_id = 'Stripe invoice ID (in_...).',
+    stripe_customer_id = 'Stripe customer (cus_...) billed.',
+    subscription_id = 'Subscription the invoice bills; null for one-off invoices.',
+    status = 'Stripe status: draft, open, paid, uncollectible, void.',
+    currency = 'Invoice currency, lower-case ISO code.',
+    amount_due = 'Amount due, in major units of CURRENCY.',
+    amount_paid = 'Amount paid, in major units of CURRENCY.',
+    amount_remaining = 'Amount still to pay, in major units of CURRENCY.',
+    subtotal = 'Subtotal before discounts and tax, in major units of CURRENCY.',
+    total = 'Total after discounts and tax, in major units of CURRENCY.',
+    is_paid = 'True when the invoice is paid.',
+    created_at = 'When the invoice was created (UTC).',
+    finalized_at = 'status_transitions.finalized_at (UTC).',
+    paid_at = 'status_transitions.paid_at (UTC); null until paid.',
+    voided_at = 'status_transitions.voided_at (UTC).',
+    period_start_at = 'Start of the billed period (UTC).',
+    period_end_at = 'End of the billed period (UTC).',
+    updated_at = 'When Stripe last updated the invoice (UTC).'
+  )
+);
+
+/* Money: Stripe amounts are integers in the minor unit; / 100 gives major units (marts.md). The
+   division is cast straight to NUMBER(38, 2): exact on Snowflake, and on DuckDB (where it is a
+   DOUBLE) the cast rounds to the nearest cent, which is the exact value. */
+WITH source AS (
+  SELECT
+    *
+  FROM AIRBYTE_DB.RAW.STRIPE_INVOICES
+), renamed AS (
+  SELECT
+    /* ids */
+    id::VARCHAR AS invoice_id,
+    customer::VARCHAR AS stripe_customer_id,
+    subscription::VARCHAR AS subscription_id,
+    /* strings */
+    status::VARCHAR AS status,
+    LOWER(currency)::VARCHAR AS currency,
+    /* numerics (major units) */
+    (amount_due / 100)::NUMBER(38, 2) AS amount_due,
+    (amount_paid / 100)::NUMBER(38, 2) AS amount_paid,
+    (amount_remaining / 100)::NUMBER(38, 2) AS amount_remaining,
+    (subtotal / 100)::NUMBER(38, 2) AS subtotal,
+    (total / 100)::NUMBER(38, 2) AS total,
+    /* booleans */
+    COALESCE(paid, FALSE) AS is_paid,
+    /* timestamps (Stripe sends Unix seconds) */
+    TO_TIMESTAMP_NTZ(created, 0) AS created_at,
+    TO_TIMESTAMP_NTZ(
+      TRY_CAST(JSON_EXTRACT_PATH_TEXT(status_transitions, 'finalized_at') AS NUMBER(38, 0)),
+      0
+    ) AS finalized_at,
+    TO_TIMESTAMP_NTZ(
+      TRY_CAST(JSON_EXTRACT_PATH_TEXT(status_transitions, 'paid_at') AS NUMBER(38, 0)),
+      0
+    ) AS paid_at,
+    TO_TIMESTAMP_NTZ(
+      TRY_CAST(JSON_EXTRACT_PATH_TEXT(status_transitions, 'voided_at') AS NUMBER(38, 0)),
+      0
+    ) AS voided_at,
+    TO_TIMESTAMP_NTZ(period_start, 0) AS period_start_at,
+    TO_TIMESTAMP_NTZ(period_end, 0) AS period_end_at,
+    TO_TIMESTAMP_NTZ(updated, 0) AS updated_at
+  FROM source
+)
+SELECT
+  invoice_id,
+  stripe_customer_id,
+  subscription_id,
+  status,
+  currency,
+  amount_due,
+  amount_paid,
+  amount_remaining,
+  subtotal,
+  total,
+  is_paid,
+  created_at,
+  finalized_at,
+  paid_at,
+  voided_at,
+  period_start_at,
+  period_end_at,
+  updated_at
+FROM renamed
