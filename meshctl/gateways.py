@@ -56,7 +56,8 @@ def _honour_overwrite(write_pandas):
 def _emulated_connect(connect, data_dir: Path):
     """Refuse a wrong password, and attach every database an earlier process created: fakesnow
     attaches only the connection's own database, so AIRBYTE_DB would look empty to a new process
-    connecting to GOODWORD_WH."""
+    connecting to GOODWORD_WH. Like Snowflake, a session given only a database starts in its
+    PUBLIC schema; without one fakesnow mistakes a query's CTE names for unqualified tables."""
 
     def wrapper(*args, **kwargs):
         if kwargs.get("password") != EMULATED_PASSWORD:
@@ -65,6 +66,8 @@ def _emulated_connect(connect, data_dir: Path):
             raise DatabaseError(
                 msg="Incorrect username or password was specified.", errno=390100, sqlstate="08004"
             )
+        if kwargs.get("database") and not kwargs.get("schema"):
+            kwargs["schema"] = "PUBLIC"
         conn = connect(*args, **kwargs)
         with conn.cursor() as cur:
             for db_file in sorted(data_dir.glob("*.db")):
