@@ -1,0 +1,107 @@
+"""`meshctl ui`: SQLMesh's web UI on :8000, behind HTTP Basic authentication.
+
+Start-up, in order: resolve secrets; refuse to start without UI credentials (unless
+`--insecure-no-auth`); wait, bounded, for the PostgreSQL state database; refuse to start when
+the state was written by another SQLMesh/SQLGlot version (a person runs `meshctl sqlmesh
+migrate` deliberately -- never two processes at once); then serve SQLMesh's own FastAPI app
+(what `sqlmesh ui` runs through uvicorn) in this process, wrapped in auth_proxy's middleware.
+Running in-process also lets the emulated `fakesnow` gateway work in the UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+
+from meshctl import heartbeat, secrets, state_version
+from meshctl.auth_proxy import BasicAuthMiddleware
+from meshctl.gateways import emulation
+from meshctl.settings import Settings
+
+log = logging.getLogger("meshctl.ui")
+
+
+class StartupRefused(click.ClickException):
+    exit_code = 3
+
+
+def build_app(settings: Settings, *, insecure_no_auth: bool = False):
+    """SQLMesh's UI app for this project and gateway, wrapped in Basic authentication."""
+    # SQLMesh's web server reads its project, gateway and mode from these variables (that is how
+    # `sqlmesh ui` configures it); set them before the app and its cached settings are built.
+    os.environ["PROJECT_PATH"] = str(settings.project_dir)
+    os.environ["GATEWAY"] = settings.gateway
+    os.environ["UI_MODE"] = settings.ui_mode
+    from web.server import settings as web_settings
+    from web.server.main import create_app
+
+    web_settings.get_settings.cache_clear()
+    web_settings.invalidate_context_cache()
+    password = None if insecure_no_auth else settings.ui_password.get_secret_value()
+    return BasicAuthMiddleware(create_app(), settings.ui_username, password)
+
+
+def preflight(settings: Settings) -> None:
+    """Wait for the state database and check its versions. Raises StartupRefused."""
+    from sqlmesh import Context
+
+    from meshctl.wait import StateDatabaseUnavailable, wait_for_state_db
+
+    context = Context(paths=[settings.project_dir], gateway=settings.gateway, load=False)
+    try:
+        state_connection = context.config.get_state_connection(settings.gateway)
+        if state_connection is not None and state_connection.type_ == "postgres":
+            try:
+                wait_for_state_db(settings)
+            except StateDatabaseUnavailable as exc:
+                raise StartupRefused(str(exc)) from None
+        status = state_version.check(context._new_state_sync())
+    finally:
+        context.close()
+    if not status.compatible:
+        raise StartupRefused(
+            f"state version mismatch: {status.detail} -- refusing to start. Upgrade or pin this "
+            "image to the SQLMesh version the state was written with, or have one person run "
+            "`meshctl sqlmesh migrate` once (back the state up first)."
+        )
+    log.info("state database ok: %s", status.detail)
+
+
+@click.command("ui")
+@click.option("--host", default=None, help="Bind address. Default: MESHCTL_UI_HOST (0.0.0.0).")
+@click.option("--port", type=int, default=None, help="Port. Default: MESHCTL_UI_PORT (8000).")
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    default=None,
+    help="Serve without authentication (local development only; also MESHCTL_UI_INSECURE_NO_AUTH).",
+)
+@click.pass_obj
+def ui_command(settings: Settings, host: str | None, port: int | None, insecure_no_auth: bool | None) -> None:
+    """Serve SQLMesh's UI behind HTTP Basic auth, after checking the state database."""
+    import uvicorn
+
+    from meshctl.scheduler import configure_logging
+
+    configure_logging(settings)
+    settings = secrets.export(settings)
+    host = host or settings.ui_host
+    port = port or settings.ui_port
+    insecure = settings.ui_insecure_no_auth if insecure_no_auth is None else insecure_no_auth
+    if not insecure and not settings.ui_password:
+        raise StartupRefused(
+            "no UI credentials: set MESHCTL_UI_PASSWORD (and MESHCTL_UI_USERNAME, default 'admin'); "
+            "the UI can apply plans, so it never runs open. For local development only: "
+            "--insecure-no-auth."
+        )
+    if insecure:
+        log.warning("UI authentication is OFF (--insecure-no-auth): local development only")
+    with emulation(settings, settings.gateway):
+        preflight(settings)
+        app = build_app(settings, insecure_no_auth=insecure)
+        heartbeat.write(settings, "ui", port=port)
+        log.info("SQLMesh UI for %s (gateway %s) on http://%s:%d", settings.project_dir, settings.gateway, host, port)
+        config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=300)
+        uvicorn.Server(config).run()

@@ -1,0 +1,78 @@
+"""Readiness signals: compute an interval only after its RAW source data has landed.
+
+A cron run asks each model's signals which of its missing intervals are ready. A RAW table has
+landed for the interval [start, end) once its newest load timestamp -- `_REPLICATED_AT` for
+GOODWORD_WH.RAW (the replication service), `_AIRBYTE_EXTRACTED_AT` for AIRBYTE_DB.RAW (Airbyte)
+-- is at or after `end - tolerance` (MESHCTL_READINESS_TOLERANCE_SECONDS, default 0). Intervals
+not ready stay missing, and the next run checks them again.
+
+Use in a model (arguments are SQL string literals):
+    signals [goodword_raw_landed(table := 'GOODWORD_WH.RAW.EVENTS')]
+    signals [airbyte_raw_landed(table := 'AIRBYTE_DB.RAW.STRIPE_INVOICES')]
+    signals [raw_landed(table := 'GOODWORD_WH.RAW.USERS', column := '_REPLICATED_AT')]
+"""
+
+from __future__ import annotations
+
+import typing as t
+from datetime import datetime, timedelta, timezone
+
+from sqlglot import exp
+from sqlmesh import signal
+
+from meshctl.settings import get_settings
+
+if t.TYPE_CHECKING:
+    from sqlmesh import ExecutionContext
+    from sqlmesh.utils.date import DatetimeRanges
+
+
+def as_utc(value: t.Any) -> datetime | None:
+    """A warehouse timestamp as an aware UTC datetime (TIMESTAMP_NTZ is stored in UTC)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value))
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def ready_intervals(batch: DatetimeRanges, watermark: datetime | None, tolerance: timedelta) -> bool | DatetimeRanges:
+    """The intervals of `batch` whose end is covered by the load watermark (True: all, False: none)."""
+    if watermark is None:
+        return False
+    ready = [(start, end) for start, end in batch if as_utc(end) - tolerance <= watermark]
+    if len(ready) == len(batch):
+        return True
+    return ready or False
+
+
+def landed_watermark(context: ExecutionContext, table: str, column: str) -> datetime | None:
+    """The newest load timestamp in a RAW table (None when it is empty)."""
+    query = exp.select(exp.func("MAX", exp.column(column))).from_(exp.to_table(table, dialect="snowflake"))
+    row = context.engine_adapter.fetchone(query)
+    return as_utc(row[0]) if row else None
+
+
+def check_landed(batch: DatetimeRanges, context: ExecutionContext, table: str, column: str) -> bool | DatetimeRanges:
+    tolerance = timedelta(seconds=get_settings().readiness_tolerance_seconds)
+    return ready_intervals(batch, landed_watermark(context, table, column), tolerance)
+
+
+@signal()
+def raw_landed(batch: DatetimeRanges, context: ExecutionContext, table: str, column: str) -> bool | DatetimeRanges:
+    """Ready once `table`'s newest `column` value reaches the interval end (minus tolerance)."""
+    return check_landed(batch, context, table, column)
+
+
+@signal()
+def goodword_raw_landed(batch: DatetimeRanges, context: ExecutionContext, table: str) -> bool | DatetimeRanges:
+    """GOODWORD_WH.RAW tables: ready once the replication service's `_REPLICATED_AT` reaches the end."""
+    return check_landed(batch, context, table, "_REPLICATED_AT")
+
+
+@signal()
+def airbyte_raw_landed(batch: DatetimeRanges, context: ExecutionContext, table: str) -> bool | DatetimeRanges:
+    """AIRBYTE_DB.RAW tables: ready once Airbyte's `_AIRBYTE_EXTRACTED_AT` reaches the end."""
+    return check_landed(batch, context, table, "_AIRBYTE_EXTRACTED_AT")

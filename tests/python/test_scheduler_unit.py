@@ -1,0 +1,239 @@
+"""The scheduler's decisions with an injected runner (no SQLMesh run), against a real PostgreSQL:
+failure classification, retries with exponential backoff, the advisory lock, the run history,
+the heartbeat and `meshctl health`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from meshctl import heartbeat
+from meshctl.locks import RunLock
+from meshctl.run_history import RunHistory
+from meshctl.scheduler import PERMANENT, TRANSIENT, Attempt, Scheduler, classify, describe_exception
+from meshctl.settings import Settings
+
+
+@pytest.fixture
+def settings(pg_server, pg_database, tmp_path) -> Settings:
+    return Settings(
+        project_dir=tmp_path,
+        gateway="test",
+        state_db_host=pg_server.host,
+        state_db_port=pg_server.port,
+        state_db_user=pg_server.user,
+        state_db_name=pg_database,
+        state_db_sslmode="disable",
+        run_max_attempts=4,
+        run_retry_initial_seconds=1,
+        run_retry_max_seconds=3,
+        run_time_limit_seconds=60,
+        heartbeat_path=tmp_path / "hb.json",
+        run_log_dir=tmp_path / "runs",
+    )
+
+
+class ScriptedRunner:
+    """Returns the given attempts in order; records each call."""
+
+    def __init__(self, *attempts: Attempt):
+        self.attempts = list(attempts)
+        self.calls = 0
+
+    def __call__(self, settings, *, deadline, stop, tick, log_path):
+        self.calls += 1
+        tick()
+        return self.attempts.pop(0)
+
+
+def _transient() -> Attempt:
+    try:
+        raise RuntimeError("run aborted") from ConnectionResetError("Connection reset by peer")
+    except RuntimeError as exc:
+        types, message, _ = describe_exception(exc)
+    return Attempt("failed", error=message, error_types=types)
+
+
+def _auth() -> Attempt:
+    from snowflake.connector.errors import DatabaseError
+
+    exc = DatabaseError(msg="Incorrect username or password was specified.", errno=390100, sqlstate="08004")
+    types, message, _ = describe_exception(exc)
+    return Attempt("failed", error=message, error_types=types)
+
+
+@pytest.mark.parametrize(
+    "types, message, expected",
+    [
+        (["snowflake.connector.errors.DatabaseError"], "390100 (08004): Incorrect username or password was specified.", PERMANENT),
+        (["psycopg2.OperationalError"], 'connection to server failed: FATAL:  password authentication failed for user "x"', PERMANENT),
+        (["psycopg2.OperationalError"], 'FATAL:  role "nobody" does not exist', PERMANENT),
+        (["psycopg2.OperationalError"], "could not connect to server: Connection refused", TRANSIENT),
+        (["snowflake.connector.errors.OperationalError"], "250003: Failed to get the response. Hanging? method: post", TRANSIENT),
+        (["builtins.TimeoutError"], "", TRANSIENT),
+        (["snowflake.connector.errors.ProgrammingError"], "001003 (42000): SQL compilation error: syntax error line 1", PERMANENT),
+        (["duckdb.duckdb.BinderException"], 'Binder Error: Referenced column "x" not found', PERMANENT),
+        (["duckdb.duckdb.IOException"], 'IO Error: Could not set lock on file "wh.duckdb": Conflicting lock is held', TRANSIENT),
+        (["sqlmesh.utils.errors.NodeAuditsErrors"], "Audit 'not_null' failed for model x", PERMANENT),
+        (["sqlmesh.utils.errors.ConfigError"], "Missing Slack webhook URL", PERMANENT),
+        (["snowflake.connector.errors.ProgrammingError"], "000606 (57P03): No active warehouse selected", PERMANENT),
+        (["snowflake.connector.errors.OperationalError"], "000625 (57014): Statement reached its statement or warehouse timeout", TRANSIENT),
+        (["builtins.ValueError"], "something nobody has seen before", PERMANENT),
+    ],
+)
+def test_classification(types, message, expected):
+    assert classify(types, message) == expected
+
+
+def test_transient_failures_are_retried_with_exponential_backoff_then_succeed(settings):
+    sleeps: list[float] = []
+    runner = ScriptedRunner(_transient(), _transient(), Attempt("success", models=["m"], intervals=[{"model": "m"}]))
+    record = Scheduler(settings, runner=runner, sleep=sleeps.append).run_once()
+    assert (record.status, record.attempts, runner.calls) == ("success", 3, 3)
+    assert sleeps == [1, 2]  # initial 1 s, doubling, capped at 3 s
+    row = RunHistory(settings).recent(1)[0]
+    assert (row["status"], row["attempts"], row["models"]) == ("success", 3, ["m"])
+
+
+def test_backoff_is_capped_and_attempts_are_bounded(settings):
+    sleeps: list[float] = []
+    runner = ScriptedRunner(*[_transient() for _ in range(4)])
+    record = Scheduler(settings, runner=runner, sleep=sleeps.append).run_once()
+    assert (record.status, record.attempts, record.error_class) == ("failed", 4, TRANSIENT)
+    assert sleeps == [1, 2, 3]
+
+
+def test_permanent_failure_is_not_retried(settings):
+    sleeps: list[float] = []
+    runner = ScriptedRunner(_auth(), Attempt("success"))
+    record = Scheduler(settings, runner=runner, sleep=sleeps.append).run_once()
+    assert (record.status, record.attempts, runner.calls, sleeps) == ("failed", 1, 1, [])
+    assert record.error_class == PERMANENT and "Incorrect username or password" in record.error
+
+
+def test_a_timeout_is_recorded_and_not_retried(settings):
+    runner = ScriptedRunner(Attempt("timeout", error="run exceeded its time limit"), Attempt("success"))
+    record = Scheduler(settings, runner=runner, sleep=lambda s: None).run_once()
+    assert (record.status, record.attempts, record.error_class) == ("timeout", 1, "timeout")
+
+
+def test_no_retry_that_would_end_past_the_time_limit(settings):
+    settings = settings.model_copy(update={"run_time_limit_seconds": 1.5, "run_retry_initial_seconds": 5})
+    runner = ScriptedRunner(_transient(), Attempt("success"))
+    record = Scheduler(settings, runner=runner, sleep=lambda s: None).run_once()
+    assert (record.status, record.attempts) == ("failed", 1)
+
+
+def test_lock_held_elsewhere_means_skipped_and_no_run(settings):
+    other = RunLock(settings)
+    assert other.try_acquire()
+    try:
+        runner = ScriptedRunner(Attempt("success"))
+        record = Scheduler(settings, runner=runner).run_once()
+        assert record.status == "skipped" and record.error.startswith("locked")
+        assert runner.calls == 0
+    finally:
+        other.release()
+    # Released: the next run takes it, and leaves it free again.
+    record = Scheduler(settings, runner=ScriptedRunner(Attempt("success"))).run_once()
+    assert record.status == "success"
+    probe = RunLock(settings)
+    assert probe.try_acquire()
+    probe.release()
+
+
+def test_lock_is_released_when_its_holder_dies(settings):
+    """A killed scheduler's session ends, and PostgreSQL frees the lock with it."""
+    holder = RunLock(settings)
+    assert holder.try_acquire()
+    holder._conn.close()  # what the kernel does to a SIGKILLed process's socket
+    holder._conn = None
+    deadline = time.monotonic() + 10
+    probe = RunLock(settings)
+    while not probe.try_acquire():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    probe.release()
+
+
+def test_a_cron_tick_runs_once_and_dead_runs_are_marked_abandoned(settings):
+    from datetime import datetime, timezone
+
+    from meshctl.run_history import RunRecord
+
+    history = RunHistory(settings)
+    history.ensure()
+    dead = RunRecord(run_id="dead", trigger="cron", environment="prod", gateway="test", host="h", pid=1,
+                     started_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    history.write(dead)
+    tick = datetime(2026, 1, 2, 3, 0, tzinfo=timezone.utc)
+    first = Scheduler(settings, runner=ScriptedRunner(Attempt("success"))).run_once("cron", scheduled_for=tick)
+    second_runner = ScriptedRunner(Attempt("success"))
+    second = Scheduler(settings, runner=second_runner).run_once("cron", scheduled_for=tick)
+    assert first.status == "success"
+    assert second.status == "skipped" and "already ran" in second.error and second_runner.calls == 0
+    statuses = {r["run_id"]: r["status"] for r in history.recent(10)}
+    assert statuses["dead"] == "abandoned"
+
+
+def test_sigterm_between_attempts_stops_retrying(settings):
+    scheduler = Scheduler(settings, runner=None, sleep=lambda s: scheduler.stop.set())
+    scheduler.runner = ScriptedRunner(_transient(), Attempt("success"))
+    record = scheduler.run_once()
+    assert record.status == "interrupted" and record.attempts == 1
+    assert "Connection reset" in record.error
+
+
+def test_heartbeat_and_health(settings):
+    ok, detail = heartbeat.check(settings)
+    assert not ok and "no heartbeat" in detail
+    scheduler = Scheduler(settings, runner=ScriptedRunner(Attempt("success")), beat=True)
+    scheduler.run_once()
+    ok, detail = heartbeat.check(settings)
+    assert ok, detail
+    beat = json.loads(Path(settings.heartbeat_path).read_text())
+    assert beat["role"] == "scheduler"
+    ok, detail = heartbeat.check(settings, now=beat["ts"] + settings.heartbeat_max_age_seconds + 1)
+    assert not ok and "stuck" in detail
+
+
+def test_runs_command_lists_recent_runs(settings, pg_server, pg_database):
+    from click.testing import CliRunner
+
+    from meshctl.cli import main
+    from meshctl.settings import get_settings
+
+    Scheduler(settings, runner=ScriptedRunner(_auth())).run_once()
+    get_settings.cache_clear()
+    env = {**pg_server.env(pg_database), "MESHCTL_PROJECT_DIR": str(settings.project_dir)}
+    try:
+        result = CliRunner().invoke(main, ["runs"], env=env)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "failed" in result.output and "Incorrect username or password" in result.output
+
+
+def test_notifications_are_built_from_settings(settings):
+    from meshctl import notify
+
+    assert notify.targets(settings) == []
+    configured = settings.model_copy(
+        update={
+            "slack_webhook_url": SecretStr("http://127.0.0.1:9/hook"),
+            "smtp_host": "smtp.example.invalid",
+            "smtp_user": "u",
+            "smtp_password": SecretStr("p"),
+            "smtp_sender": "meshctl@example.invalid",
+            "smtp_recipients": "a@example.invalid, b@example.invalid",
+        }
+    )
+    kinds = sorted(t.type_ for t in notify.targets(configured))
+    assert kinds == ["slack_webhook", "smtp"]
+    # Unreachable targets are logged, never raised.
+    assert notify.run_failed(configured.model_copy(update={"smtp_host": None}), "x", "y") == 0
