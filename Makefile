@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup demo test lint plan run ui clean
+.PHONY: setup demo test lint plan run ui clean up down logs
 
 $(BIN)/meshctl: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,10 @@ test: setup  ## SQLMesh unit tests, the linter, then pytest (needs PostgreSQL, s
 	sqlmesh lint
 	pytest
 
-lint: setup  ## SQLMesh linter
+lint: setup  ## SQLMesh linter, hadolint on the Dockerfile, compose/container file checks
 	sqlmesh lint
+	hadolint Dockerfile
+	pytest -q tests/python/test_container_files.py
 
 plan: setup
 	sqlmesh plan
@@ -37,3 +39,20 @@ ui: setup
 
 clean:
 	rm -rf data/local data/fakesnow .cache logs
+
+# The service in containers (Docker Compose). `up` includes the local PostgreSQL state database;
+# production hosts run `docker compose up -d` (no `local` profile) with their env file.
+COMPOSE ?= docker compose
+
+up:  ## build the image and start ui (:8000), scheduler and a local state database
+	$(COMPOSE) --profile local up -d --build
+
+down:  ## stop and remove the service containers (volumes kept)
+	$(COMPOSE) --profile local down
+
+logs:  ## follow the service logs
+	$(COMPOSE) --profile local logs -f --tail=200
+
+.PHONY: deploy-lint
+deploy-lint: setup  ## cfn-lint the CloudFormation templates (deploy/*.yaml)
+	cfn-lint --regions us-east-2 -- deploy/*.yaml

@@ -33,3 +33,26 @@ main.add_command(sqlmesh_command)
 from meshctl.doctor import doctor_command  # noqa: E402
 
 main.add_command(doctor_command)
+from meshctl.scheduler import run_once_command, runs_command, scheduler_command  # noqa: E402
+
+main.add_command(scheduler_command)
+main.add_command(run_once_command)
+main.add_command(runs_command)
+from meshctl.heartbeat import health_command  # noqa: E402
+
+main.add_command(health_command)
+from meshctl.ui import ui_command  # noqa: E402
+
+main.add_command(ui_command)
+from meshctl.demo_data import demo_data_command  # noqa: E402
+
+main.add_command(demo_data_command)
+from meshctl.artifacts import artifacts_group  # noqa: E402
+
+main.add_command(artifacts_group)
+from meshctl.state_backup import state_group  # noqa: E402
+
+main.add_command(state_group)
+from meshctl.raw_load import load_raw_command  # noqa: E402
+
+main.add_command(load_raw_command)

@@ -128,7 +128,7 @@ def _bucket_check(settings: Settings) -> Check:
         # Listing under our own prefix, not head_bucket: the instance role may list only there.
         next(iter(store.list(store.key("_doctor") + "/")), None)
         key = store.key("_doctor", uuid.uuid4().hex)
-        store.put_bytes(key, b"ok")
+        store.put_bytes(key, b"ok", "text/plain")
         store.delete([key])
         return f"wrote and deleted {store.url(key)}"
 

@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     # --- local (DuckDB) warehouse ----------------------------------------------------------
     local_data_dir: Path = Field(Path("data/local"), alias="LOCAL_DATA_DIR")
 
+    # --- demo RAW data (issue 2; meshctl/demo_data.py): defaults of `meshctl demo-data` ------
+    # Small enough for a laptop build in seconds; the benchmark passes larger values.
+    demo_organizations: int = Field(60, alias="DEMO_ORGANIZATIONS")
+    demo_users: int = Field(600, alias="DEMO_USERS")
+    demo_days: int = Field(45, alias="DEMO_DAYS")
+    demo_events_per_day: int = Field(2000, alias="DEMO_EVENTS_PER_DAY")
+    demo_seed: int = Field(20260101, alias="DEMO_SEED")
+
     # --- emulated Snowflake (fakesnow) -----------------------------------------------------
     fakesnow_data_dir: Path = Field(Path("data/fakesnow"), alias="FAKESNOW_DATA_DIR")
 
@@ -79,6 +87,73 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(None, alias="AWS_ENDPOINT_URL")
     artifacts_bucket: str | None = Field(None, alias="ARTIFACTS_BUCKET")
     artifacts_prefix: str = Field("sqlmesh", alias="ARTIFACTS_PREFIX")
+
+    # --- artifacts in S3 (issue 5; meshctl/artifacts.py, s3.py, state_backup.py, run_records.py)
+    # Every put is encrypted: SSE-KMS with this key when set, else SSE-S3 (AES256).
+    artifacts_kms_key_id: str | None = Field(None, alias="ARTIFACTS_KMS_KEY_ID")
+    # botocore's retry modes (no hand-written loops): retries after the first try, which is
+    # what botocore's `retries={"max_attempts": N}` means.
+    artifacts_retry_mode: Literal["standard", "adaptive"] = Field(
+        "standard", alias="ARTIFACTS_RETRY_MODE"
+    )
+    artifacts_max_retries: int = Field(4, ge=0, alias="ARTIFACTS_MAX_RETRIES")
+    # Files larger than the threshold go up in parts (S3's minimum part size is 5 MiB).
+    artifacts_multipart_threshold: int = Field(
+        64 * 1024 * 1024, ge=1, alias="ARTIFACTS_MULTIPART_THRESHOLD_BYTES"
+    )
+    artifacts_multipart_chunksize: int = Field(
+        16 * 1024 * 1024, ge=5 * 1024 * 1024, alias="ARTIFACTS_MULTIPART_CHUNKSIZE_BYTES"
+    )
+    # Start from a project bundle: `latest` or a version; unset = use project_dir as it is.
+    bundle: str | None = Field(None, alias="MESHCTL_BUNDLE")
+    bundle_dir: Path = Field(Path("data/bundle"), alias="MESHCTL_BUNDLE_DIR")
+    # State backups: keep a backup if it is among the newest KEEP_COUNT or younger than
+    # KEEP_DAYS; 0 turns a rule off (both 0 = keep all). Cron is UTC.
+    state_backup_keep_count: int = Field(30, ge=0, alias="STATE_BACKUP_KEEP_COUNT")
+    state_backup_keep_days: float = Field(0, ge=0, alias="STATE_BACKUP_KEEP_DAYS")
+    state_backup_cron: str = Field("0 3 * * *", alias="STATE_BACKUP_CRON")
+
+    # --- service: UI and scheduler (issue 4; meshctl/ui.py, scheduler.py, ...) -------------
+    # Scheduler: croniter expression (UTC; a 6th field is seconds), per-run time limit, retries
+    # of transient failures (exponential backoff from `initial` up to `max` seconds between tries).
+    schedule_cron: str = Field("*/15 * * * *", alias="MESHCTL_SCHEDULE_CRON")
+    run_time_limit_seconds: float = Field(3600, alias="MESHCTL_RUN_TIME_LIMIT_SECONDS")
+    run_max_attempts: int = Field(3, alias="MESHCTL_RUN_MAX_ATTEMPTS")
+    run_retry_initial_seconds: float = Field(30, alias="MESHCTL_RUN_RETRY_INITIAL_SECONDS")
+    run_retry_max_seconds: float = Field(300, alias="MESHCTL_RUN_RETRY_MAX_SECONDS")
+    # On SIGTERM the current run may finish for this long before it is killed (compose's
+    # stop_grace_period must be longer).
+    shutdown_grace_seconds: float = Field(240, alias="MESHCTL_SHUTDOWN_GRACE_SECONDS")
+    # pg_try_advisory_lock key on the state database: one run at a time across every host.
+    run_lock_key: int = Field(7_311_203_145_002_001, alias="MESHCTL_RUN_LOCK_KEY")
+    run_history_schema: str = Field("meshctl", alias="MESHCTL_RUN_HISTORY_SCHEMA")
+    # Bounded wait for the state database at start (exponential backoff, capped per try).
+    state_db_wait_seconds: float = Field(60, alias="MESHCTL_STATE_DB_WAIT_SECONDS")
+    # Heartbeat written by the scheduler (and a marker by the UI) for `meshctl health`.
+    heartbeat_path: Path = Field(Path("logs/heartbeat.json"), alias="MESHCTL_HEARTBEAT_PATH")
+    heartbeat_interval_seconds: float = Field(15, alias="MESHCTL_HEARTBEAT_INTERVAL_SECONDS")
+    heartbeat_max_age_seconds: float = Field(120, alias="MESHCTL_HEARTBEAT_MAX_AGE_SECONDS")
+    # Each run's SQLMesh output, also uploaded with its run record when S3 is configured.
+    run_log_dir: Path = Field(Path("logs/runs"), alias="MESHCTL_RUN_LOG_DIR")
+    # Failure notifications (SQLMesh notification targets): Slack incoming webhook and/or SMTP.
+    slack_webhook_url: SecretStr | None = Field(None, alias="MESHCTL_SLACK_WEBHOOK_URL")
+    smtp_host: str | None = Field(None, alias="MESHCTL_SMTP_HOST")
+    smtp_port: int = Field(465, alias="MESHCTL_SMTP_PORT")
+    smtp_user: str | None = Field(None, alias="MESHCTL_SMTP_USER")
+    smtp_password: SecretStr | None = Field(None, alias="MESHCTL_SMTP_PASSWORD")
+    smtp_sender: str | None = Field(None, alias="MESHCTL_SMTP_SENDER")
+    smtp_recipients: str | None = Field(None, alias="MESHCTL_SMTP_RECIPIENTS")  # comma-separated
+    # UI: HTTP Basic credentials in front of SQLMesh's UI; without a password it refuses to
+    # start unless MESHCTL_UI_INSECURE_NO_AUTH=true (local development only).
+    ui_host: str = Field("0.0.0.0", alias="MESHCTL_UI_HOST")
+    ui_port: int = Field(8000, alias="MESHCTL_UI_PORT")
+    ui_mode: Literal["ide", "catalog", "docs", "plan"] = Field("plan", alias="MESHCTL_UI_MODE")
+    ui_username: str = Field("admin", alias="MESHCTL_UI_USERNAME")
+    ui_password: SecretStr | None = Field(None, alias="MESHCTL_UI_PASSWORD")
+    ui_insecure_no_auth: bool = Field(False, alias="MESHCTL_UI_INSECURE_NO_AUTH")
+    # Readiness signals: a RAW table is landed for an interval once its newest _REPLICATED_AT /
+    # _AIRBYTE_EXTRACTED_AT is at least (interval end - tolerance).
+    readiness_tolerance_seconds: float = Field(0, alias="MESHCTL_READINESS_TOLERANCE_SECONDS")
 
     def resolve(self, path: Path) -> Path:
         """A configured path, relative to the project directory unless absolute."""

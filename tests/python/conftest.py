@@ -126,3 +126,16 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def artifacts_bucket(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new, empty bucket on the moto server, named in ARTIFACTS_BUCKET."""
+    import boto3
+
+    name = f"artifacts-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=aws_env["AWS_ENDPOINT_URL"]).create_bucket(
+        Bucket=name, CreateBucketConfiguration={"LocationConstraint": aws_env["AWS_REGION"]}
+    )
+    monkeypatch.setenv("ARTIFACTS_BUCKET", name)
+    return name
