@@ -40,21 +40,17 @@ def _warehouse_checks(context, settings: Settings) -> Iterator[Check]:
         "warehouse: reachable and authenticated",
         "Check SNOWFLAKE_ACCOUNT/USER and the key or password (or the secret "
         f"'{settings.snowflake_secret_name}'); the key's public half must be set on the user.",
-        lambda: f"{adapter.dialect} answered",
+        lambda: adapter.fetchone("SELECT 1") and f"{adapter.dialect} answered",
     )
-    try:
-        adapter.fetchone("SELECT 1")
-    except Exception as exc:
-        login = Check(login.name, False, _first_line(exc), login.fix)
     yield login
     if not login.ok:
         return
 
-    for model in sorted(context.models.values(), key=lambda m: m.name):
+    for model in sorted(context.models.values(), key=lambda m: m.fqn):
         if model.kind.is_external:
-            table = exp.to_table(model.name)
+            table = exp.to_table(model.fqn)
             yield _probe(
-                f"read {model.name.replace(chr(34), '')}",
+                f"read {'.'.join(part.name for part in table.parts)}",
                 "Grant the service role USAGE on the RAW database and schema and SELECT on its "
                 "tables (see admin/snowflake_setup.sql); if the table is missing, the "
                 "replication/Airbyte sync has not created it yet.",
@@ -64,7 +60,7 @@ def _warehouse_checks(context, settings: Settings) -> Iterator[Check]:
             )
 
     schemas = sorted(
-        {exp.to_table(m.name).db for m in context.models.values() if not m.kind.is_external}
+        {exp.to_table(m.fqn).db for m in context.models.values() if not m.kind.is_external}
     )
     if not schemas:
         yield Check("target schemas", False, "the project defines no models", "Run from the project directory.")
@@ -96,7 +92,7 @@ def _state_check(context, settings: Settings) -> Check:
         else "embedded (local gateway)"
     )
     try:
-        status = state_version.check(context.state_sync)
+        status = state_version.check_context(context)
     except Exception as exc:
         return Check(
             name,

@@ -34,3 +34,9 @@ def check(state_sync: StateSync) -> StateVersion:
         f"schema {versions.schema_version}, sqlmesh {versions.sqlmesh_version}, "
         f"sqlglot {versions.sqlglot_version}",
     )
+
+
+def check_context(context) -> StateVersion:
+    """`check` on a context's state store without going through `Context.state_sync`, which
+    would initialize an empty state and raise on a mismatch before we could report it."""
+    return check(context._new_state_sync())

@@ -57,7 +57,7 @@ def preflight(settings: Settings) -> None:
                 wait_for_state_db(settings)
             except StateDatabaseUnavailable as exc:
                 raise StartupRefused(str(exc)) from None
-        status = state_version.check(context._new_state_sync())
+        status = state_version.check_context(context)
     finally:
         context.close()
     if not status.compatible:
