@@ -5,6 +5,7 @@ Area-specific fixtures live in the area's own test module (or a helper module be
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -79,20 +80,35 @@ def _drop_database(server: PgServer, name: str) -> None:
     conn.close()
 
 
-@pytest.fixture
-def pg_database_factory(pg_server: PgServer) -> Iterator:
-    """Creates uniquely named databases on demand; drops every one of them afterwards."""
+@contextlib.contextmanager
+def _databases(server: PgServer) -> Iterator:
     created: list[str] = []
 
     def make(prefix: str = "meshtest") -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        _create_database(pg_server, name)
+        _create_database(server, name)
         created.append(name)
         return name
 
-    yield make
-    for name in created:
-        _drop_database(pg_server, name)
+    try:
+        yield make
+    finally:
+        for name in created:
+            _drop_database(server, name)
+
+
+@pytest.fixture
+def pg_database_factory(pg_server: PgServer) -> Iterator:
+    """Creates uniquely named databases on demand; drops every one of them afterwards."""
+    with _databases(pg_server) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def module_pg_database_factory(pg_server: PgServer) -> Iterator:
+    """The same, for state shared by the tests of one module (one build, several checks)."""
+    with _databases(pg_server) as make:
+        yield make
 
 
 @pytest.fixture
