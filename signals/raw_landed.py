@@ -20,8 +20,6 @@ from datetime import datetime, timedelta, timezone
 from sqlglot import exp
 from sqlmesh import signal
 
-from meshctl.settings import get_settings
-
 if t.TYPE_CHECKING:
     from sqlmesh import ExecutionContext
     from sqlmesh.utils.date import DatetimeRanges
@@ -56,6 +54,10 @@ def landed_watermark(context: ExecutionContext, table: str, column: str) -> date
 
 
 def check_landed(batch: DatetimeRanges, context: ExecutionContext, table: str, column: str) -> bool | DatetimeRanges:
+    # Imported here: meshctl lives inside the project, so SQLMesh would try to serialize a
+    # module-level reference to it (and its pydantic classes) into the model's snapshot.
+    from meshctl.settings import get_settings
+
     tolerance = timedelta(seconds=get_settings().readiness_tolerance_seconds)
     return ready_intervals(batch, landed_watermark(context, table, column), tolerance)
 

@@ -190,8 +190,14 @@ def test_real_airbyte_stripe_records_build(tmp_path, monkeypatch):
     settings = isolated_settings(tmp_path, monkeypatch)
     snapshot = tmp_path / "snapshot"
     convert(AIRBYTE_RECORDS, snapshot)
-    for fqn in ("GOODWORD_WH.RAW.ORGANIZATIONS", "GOODWORD_WH.RAW.USERS", "GOODWORD_WH.RAW.EVENTS"):
+    for fqn in ("GOODWORD_WH.RAW.USERS", "GOODWORD_WH.RAW.EVENTS"):
         (snapshot / f"{fqn}.jsonl").write_text("")
+    # The readiness signal holds every model that reads ORGANIZATIONS until a replication batch
+    # has landed there; one free organization, replicated at the end of the window, is that batch.
+    landed = (EXECUTION_1.replace(hour=0, minute=0)).isoformat()
+    (snapshot / "GOODWORD_WH.RAW.ORGANIZATIONS.jsonl").write_text(json.dumps({
+        "ID": 1, "NAME": "Acme", "PLAN": "free", "CREATED_AT": "2026-01-05T09:00:00",
+        "UPDATED_AT": "2026-01-05T09:00:00", "_REPLICATED_AT": landed}) + "\n")
     load_raw(settings, snapshot, replace=True)
     raw = read_raw(settings)
     with open_context(settings, "local") as context:

@@ -3,6 +3,8 @@ MODEL (
   kind VIEW,
   grain event_id,
   owner analytics_engineering,
+  /* Build an interval only once the replication batch that closes it has landed. */
+  signals [goodword_raw_landed(table := 'GOODWORD_WH.RAW.EVENTS')],
   description 'Goodword app events, one row per distinct event ID (RAW can hold the same row twice); PROPERTIES parsed from text, kept only when it is a JSON object.',
   audits (
     not_null(columns := (event_id, occurred_at)),
