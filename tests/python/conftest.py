@@ -6,6 +6,7 @@ Area-specific fixtures live in the area's own test module (or a helper module be
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -40,6 +41,16 @@ class PgServer:
         if self.password:
             env["STATE_DB_PASSWORD"] = self.password
         return env
+
+
+@pytest.fixture(autouse=True)
+def _restore_meshctl_logger() -> Iterator[None]:
+    """In-process CLI calls configure the `meshctl` logger for a container (own handler, no
+    propagation); put it back so later tests' caplog still sees meshctl's records."""
+    logger = logging.getLogger("meshctl")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(scope="session")

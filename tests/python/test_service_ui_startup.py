@@ -32,11 +32,12 @@ def project(tmp_path):
 
 
 class DelayedProxy:
-    """A TCP proxy to the real PostgreSQL that starts listening only after `delay` seconds:
-    the state database "comes up" while the service is waiting for it."""
+    """A TCP proxy to the real PostgreSQL that starts listening only once `ready()` is true
+    (polled): the state database "comes up" while the service is waiting for it. A condition,
+    not a fixed delay, because start-up time varies with the machine's load."""
 
-    def __init__(self, target: tuple[str, int], delay: float):
-        self.target, self.delay = target, delay
+    def __init__(self, target: tuple[str, int], ready):
+        self.target, self.ready = target, ready
         self.port = free_port()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -57,8 +58,9 @@ class DelayedProxy:
                 pass
 
     def _serve(self):
-        if self._stop.wait(self.delay):
-            return
+        while not self.ready():
+            if self._stop.wait(0.2):
+                return
         listener = socket.create_server(("127.0.0.1", self.port))
         listener.settimeout(0.5)
         self._sockets.append(listener)
@@ -113,7 +115,9 @@ def test_ui_waits_bounded_for_a_down_state_db_then_fails_clearly(project, pg_ser
 
 def test_ui_starts_once_the_state_db_comes_up_within_the_wait(project, pg_server, pg_database, tmp_path):
     port = free_port()
-    with DelayedProxy((pg_server.host, pg_server.port), delay=4) as proxy:
+    log = tmp_path / "ui.log"
+    failed_once = lambda: log.exists() and "not ready (attempt 1" in log.read_text()  # noqa: E731
+    with DelayedProxy((pg_server.host, pg_server.port), ready=failed_once) as proxy:
         env = service_env(
             project,
             pg_server.env(pg_database),
@@ -121,7 +125,6 @@ def test_ui_starts_once_the_state_db_comes_up_within_the_wait(project, pg_server
             MESHCTL_STATE_DB_WAIT_SECONDS="40",
             MESHCTL_UI_PASSWORD="pw",
         )
-        log = tmp_path / "ui.log"
         proc = spawn_meshctl("ui", "--host", "127.0.0.1", "--port", str(port), env=env, log=log)
         with terminating(proc):
             wait_http(f"http://127.0.0.1:{port}/healthz", 50, proc, log)
