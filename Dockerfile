@@ -31,6 +31,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MESHCTL_LOG_FORMAT=json \
     MESHCTL_HEARTBEAT_PATH=/var/lib/meshctl/heartbeat.json \
     MESHCTL_RUN_LOG_DIR=/var/lib/meshctl/runs \
+    MESHCTL_BUNDLE_DIR=/var/lib/meshctl/project \
     MESHCTL_UI_HOST=0.0.0.0 \
     MESHCTL_UI_PORT=8000
 
@@ -43,7 +44,8 @@ WORKDIR /app
 # The SQLMesh project, owned by root so the service user cannot change it. The build context is
 # an allow-list (.dockerignore): project folders only; no .env, keys, data/ or .venv.
 COPY . .
-# SQLMesh writes its cache and logs inside the project directory.
+# SQLMesh writes its cache and logs inside the project directory. A project pulled from S3
+# (MESHCTL_BUNDLE) goes to MESHCTL_BUNDLE_DIR under the service user's home instead.
 RUN mkdir -p /app/.cache /app/logs \
     && chown 10001:10001 /app/.cache /app/logs
 

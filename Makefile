@@ -23,10 +23,11 @@ test: setup  ## SQLMesh unit tests, the linter, then pytest (needs PostgreSQL, s
 	sqlmesh lint
 	pytest
 
-lint: setup  ## SQLMesh linter, hadolint on the Dockerfile, compose/container file checks
+lint: setup  ## SQLMesh linter, hadolint, compose/container file checks, cfn-lint
 	sqlmesh lint
 	hadolint Dockerfile
 	pytest -q tests/python/test_container_files.py
+	cfn-lint --regions us-east-2 -- deploy/*.yaml
 
 plan: setup
 	sqlmesh plan
@@ -39,6 +40,10 @@ ui: setup
 
 clean:
 	rm -rf data/local data/fakesnow .cache logs
+
+.PHONY: bench
+bench: setup  ## timings and peak memory at one year of events on `local` (README "Benchmark")
+	python bench/benchmark.py $(BENCH_ARGS)
 
 # The service in containers (Docker Compose). `up` includes the local PostgreSQL state database;
 # production hosts run `docker compose up -d` (no `local` profile) with their env file.
