@@ -15,7 +15,6 @@ The main loop rewrites the heartbeat file; SIGTERM stops new work, lets the curr
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
@@ -238,9 +237,7 @@ def _recording_console():
 
 
 def _project_dir(settings: Settings) -> Path:
-    """The project to run: a pulled bundle when artifacts are configured, else the checkout."""
-    if importlib.util.find_spec("meshctl.artifacts") is None:
-        return settings.project_dir  # hook: meshctl/artifacts.py (ensure_project) not present
+    """The project to run: a pulled bundle when MESHCTL_BUNDLE is set, else the checkout."""
     from meshctl import artifacts
 
     return Path(artifacts.ensure_project(settings))
@@ -410,15 +407,13 @@ def _now() -> datetime:
 
 
 def _upload(settings: Settings, record: RunRecord, log_path: Path) -> None:
-    if not settings.artifacts_bucket or importlib.util.find_spec("meshctl.run_records") is None:
-        return  # no bucket configured (or run_records not installed): the database row is the record
+    if not settings.artifacts_bucket:
+        return  # no bucket configured: the database row is the record
     from meshctl import run_records
 
-    try:
-        if not run_records.upload_run_record(settings, record.as_json(), log_path if log_path.exists() else None):
-            log.warning("run record %s was not uploaded", record.run_id)
-    except Exception as exc:  # its contract is never to raise; be sure anyway
-        log.error("run record upload failed: %s", exc)
+    # upload_run_record never raises and logs its own failures; a failed upload never fails a run.
+    if not run_records.upload_run_record(settings, record.as_json(), log_path if log_path.exists() else None):
+        log.warning("run record %s was not uploaded", record.run_id)
 
 
 class Scheduler:

@@ -98,6 +98,10 @@ def ui_command(settings: Settings, host: str | None, port: int | None, insecure_
         )
     if insecure:
         log.warning("UI authentication is OFF (--insecure-no-auth): local development only")
+    from meshctl.artifacts import ensure_project
+
+    # With MESHCTL_BUNDLE set, serve the project pulled (and verified) from S3.
+    settings = settings.model_copy(update={"project_dir": ensure_project(settings)})
     with emulation(settings, settings.gateway):
         preflight(settings)
         app = build_app(settings, insecure_no_auth=insecure)

@@ -38,29 +38,8 @@ WITH subscriptions AS (
     items
   FROM staging.stg_stripe__subscriptions
 ), item_positions AS (
-  SELECT
-    item_index
-  FROM (VALUES
-    (0),
-    (1),
-    (2),
-    (3),
-    (4),
-    (5),
-    (6),
-    (7),
-    (8),
-    (9),
-    (10),
-    (11),
-    (12),
-    (13),
-    (14),
-    (15),
-    (16),
-    (17),
-    (18),
-    (19)) AS positions(item_index)
+  /* Stripe returns at most 20 items per subscription */
+  @whole_numbers(20, item_index)
 ), flattened AS (
   SELECT
     subscriptions.subscription_id,

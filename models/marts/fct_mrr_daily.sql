@@ -69,28 +69,8 @@ WITH subscriptions AS (
   SELECT
     MIN(started_at::DATE) AS first_date
   FROM subscriptions
-), digits AS (
-  SELECT
-    digit
-  FROM (VALUES
-    (0),
-    (1),
-    (2),
-    (3),
-    (4),
-    (5),
-    (6),
-    (7),
-    (8),
-    (9)) AS digits(digit)
 ), day_offsets AS (
-  SELECT
-    ones.digit + tens.digit * 10 + hundreds.digit * 100 + thousands.digit * 1000 + ten_thousands.digit * 10000 AS day_offset
-  FROM digits AS ones
-  CROSS JOIN digits AS tens
-  CROSS JOIN digits AS hundreds
-  CROSS JOIN digits AS thousands
-  CROSS JOIN digits AS ten_thousands
+  @whole_numbers(100000, day_offset)
 ), calendar AS (
   /* up to the latest complete date: the last whole UTC day before the run. That is @end_ds for a
      daily incremental model run today; a FULL model is rendered with the execution time only, so
