@@ -7,7 +7,9 @@ whose scheduler died; found by the next lock holder).
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -54,50 +56,53 @@ class RunHistory:
         self.schema = settings.run_history_schema
         self._table = sql.SQL("{}.run_history").format(sql.Identifier(self.schema))
 
-    def _connect(self):
+    @contextlib.contextmanager
+    def _cursor(self, autocommit: bool = True) -> Iterator:
+        """A cursor on a short-lived connection: history writes are rare, and a long-lived one
+        would hold a state-database connection open through every run."""
         conn = connect_state_db(self.settings, application_name="meshctl-run-history")
-        conn.autocommit = True
-        return conn
-
-    def ensure(self) -> None:
-        conn = self._connect()
         try:
-            conn.autocommit = False
+            conn.autocommit = autocommit
             with conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
-                cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-                cur.execute(
-                    sql.SQL(
-                        """
-                        CREATE TABLE IF NOT EXISTS {} (
-                            run_id        TEXT PRIMARY KEY,
-                            trigger       TEXT NOT NULL,
-                            scheduled_for TIMESTAMPTZ,
-                            environment   TEXT NOT NULL,
-                            gateway       TEXT NOT NULL,
-                            host          TEXT NOT NULL,
-                            pid           INTEGER NOT NULL,
-                            started_at    TIMESTAMPTZ NOT NULL,
-                            ended_at      TIMESTAMPTZ,
-                            status        TEXT NOT NULL,
-                            attempts      INTEGER NOT NULL DEFAULT 0,
-                            models        JSONB NOT NULL DEFAULT '[]',
-                            intervals     JSONB NOT NULL DEFAULT '[]',
-                            waiting       JSONB NOT NULL DEFAULT '[]',
-                            error         TEXT,
-                            error_class   TEXT
-                        )
-                        """
-                    ).format(self._table)
-                )
-                cur.execute(
-                    sql.SQL(
-                        "CREATE INDEX IF NOT EXISTS run_history_started_at ON {} (started_at DESC)"
-                    ).format(self._table)
-                )
-            conn.commit()
+                yield cur
+            if not autocommit:
+                conn.commit()
         finally:
             conn.close()
+
+    def ensure(self) -> None:
+        with self._cursor(autocommit=False) as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            cur.execute(
+                sql.SQL(
+                    """
+                    CREATE TABLE IF NOT EXISTS {} (
+                        run_id        TEXT PRIMARY KEY,
+                        trigger       TEXT NOT NULL,
+                        scheduled_for TIMESTAMPTZ,
+                        environment   TEXT NOT NULL,
+                        gateway       TEXT NOT NULL,
+                        host          TEXT NOT NULL,
+                        pid           INTEGER NOT NULL,
+                        started_at    TIMESTAMPTZ NOT NULL,
+                        ended_at      TIMESTAMPTZ,
+                        status        TEXT NOT NULL,
+                        attempts      INTEGER NOT NULL DEFAULT 0,
+                        models        JSONB NOT NULL DEFAULT '[]',
+                        intervals     JSONB NOT NULL DEFAULT '[]',
+                        waiting       JSONB NOT NULL DEFAULT '[]',
+                        error         TEXT,
+                        error_class   TEXT
+                    )
+                    """
+                ).format(self._table)
+            )
+            cur.execute(
+                sql.SQL(
+                    "CREATE INDEX IF NOT EXISTS run_history_started_at ON {} (started_at DESC)"
+                ).format(self._table)
+            )
 
     def write(self, record: RunRecord) -> None:
         """Insert or update the row for `record.run_id`."""
@@ -105,71 +110,55 @@ class RunHistory:
         for key in ("models", "intervals", "waiting"):
             values[key] = json.dumps(values[key])
         columns = list(values)
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (run_id) DO UPDATE SET {}").format(
-                        self._table,
-                        sql.SQL(", ").join(map(sql.Identifier, columns)),
-                        sql.SQL(", ").join(sql.Placeholder(c) for c in columns),
-                        sql.SQL(", ").join(
-                            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
-                            for c in columns
-                            if c != "run_id"
-                        ),
+        with self._cursor() as cur:
+            cur.execute(
+                sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (run_id) DO UPDATE SET {}").format(
+                    self._table,
+                    sql.SQL(", ").join(map(sql.Identifier, columns)),
+                    sql.SQL(", ").join(sql.Placeholder(c) for c in columns),
+                    sql.SQL(", ").join(
+                        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                        for c in columns
+                        if c != "run_id"
                     ),
-                    values,
-                )
-        finally:
-            conn.close()
+                ),
+                values,
+            )
 
     def mark_abandoned(self, exclude_run_id: str | None = None) -> int:
         """Called by the lock holder: any other `running` row belongs to a dead run."""
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {} SET status = 'abandoned', ended_at = now(), "
-                        "error = coalesce(error, 'the process running it died (killed, host lost)') "
-                        "WHERE status = 'running' AND run_id IS DISTINCT FROM %s"
-                    ).format(self._table),
-                    (exclude_run_id,),
-                )
-                return cur.rowcount
-        finally:
-            conn.close()
+        with self._cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {} SET status = 'abandoned', ended_at = now(), "
+                    "error = coalesce(error, 'the process running it died (killed, host lost)') "
+                    "WHERE status = 'running' AND run_id IS DISTINCT FROM %s"
+                ).format(self._table),
+                (exclude_run_id,),
+            )
+            return cur.rowcount
 
     def tick_done(self, scheduled_for: datetime) -> bool:
         """Has a run for this cron tick already finished (on any host)?"""
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "SELECT 1 FROM {} WHERE trigger = 'cron' AND scheduled_for = %s "
-                        "AND status = ANY(%s) LIMIT 1"
-                    ).format(self._table),
-                    (scheduled_for, list(FINISHED)),
-                )
-                return cur.fetchone() is not None
-        finally:
-            conn.close()
+        with self._cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT 1 FROM {} WHERE trigger = 'cron' AND scheduled_for = %s "
+                    "AND status = ANY(%s) LIMIT 1"
+                ).format(self._table),
+                (scheduled_for, list(FINISHED)),
+            )
+            return cur.fetchone() is not None
 
     def recent(self, limit: int = 20) -> list[dict]:
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "SELECT run_id, trigger, scheduled_for, started_at, ended_at, status, attempts, "
-                        "models, intervals, waiting, error, error_class, host, pid "
-                        "FROM {} ORDER BY started_at DESC LIMIT %s"
-                    ).format(self._table),
-                    (limit,),
-                )
-                names = [d.name for d in cur.description]
-                return [dict(zip(names, row)) for row in cur.fetchall()]
-        finally:
-            conn.close()
+        with self._cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT run_id, trigger, scheduled_for, started_at, ended_at, status, attempts, "
+                    "models, intervals, waiting, error, error_class, host, pid "
+                    "FROM {} ORDER BY started_at DESC LIMIT %s"
+                ).format(self._table),
+                (limit,),
+            )
+            names = [d.name for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
