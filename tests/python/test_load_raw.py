@@ -11,12 +11,14 @@ from meshctl import raw_load, raw_warehouse
 from meshctl.airbyte_records import convert
 from meshctl.demo_data import DemoParams, generate
 from meshctl.raw_schema import raw_tables
+from meshctl.settings import PROJECT_DIR
 from raw_helpers import dump_snapshot, fetch, invoke, isolated_settings, read_raw
 
 EVENTS = "GOODWORD_WH.RAW.EVENTS"
 CUSTOMERS = "AIRBYTE_DB.RAW.STRIPE_CUSTOMERS"
 ORGS = "GOODWORD_WH.RAW.ORGANIZATIONS"
-AIRBYTE_RECORDS = Path("/work/shared/data/airbyte-stripe-records")
+# shared/ sits beside the checkout (on developer machines and in CI alike).
+AIRBYTE_RECORDS = PROJECT_DIR.parent / "shared" / "data" / "airbyte-stripe-records"
 
 
 @pytest.fixture

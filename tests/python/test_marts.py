@@ -12,7 +12,6 @@ import json
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 
@@ -23,6 +22,7 @@ from meshctl.demo_data import DemoParams, append_day, generate
 from meshctl.gateways import open_context
 from meshctl.raw_load import load_raw
 from meshctl.raw_schema import raw_tables
+from meshctl.settings import PROJECT_DIR
 from raw_helpers import fetch, isolated_settings, plain, read_raw
 
 END = date(2026, 3, 10)
@@ -31,7 +31,8 @@ MODEL_START = "2026-02-18"  # the first generated day
 # Shortly after midnight: the day before is the latest complete one.
 EXECUTION_1 = datetime(2026, 3, 11, 0, 30)
 EXECUTION_2 = datetime(2026, 3, 12, 0, 30)
-AIRBYTE_RECORDS = Path("/work/shared/data/airbyte-stripe-records")
+# shared/ sits beside the checkout (on developer machines and in CI alike).
+AIRBYTE_RECORDS = PROJECT_DIR.parent / "shared" / "data" / "airbyte-stripe-records"
 MARTS = sorted(oracle.KEYS)
 
 
