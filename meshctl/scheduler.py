@@ -29,7 +29,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
@@ -563,10 +563,13 @@ class Scheduler:
         self.history.ensure()
         ticks = 0
         log.info("scheduler started: cron %r, environment %s, gateway %s", settings.schedule_cron, settings.environment, settings.gateway)
+        backup_due = self._next_backup(_now())
         while not self.stop.is_set():
             next_tick = croniter(settings.schedule_cron, _now()).get_next(datetime)
             self.beat(force=True, state="idle", next_tick=next_tick.isoformat(), run_id=None)
             while not self.stop.is_set() and (left := (next_tick - _now()).total_seconds()) > 0:
+                if backup_due is not None and _now() >= backup_due:
+                    backup_due = self._backup(backup_due)
                 self.stop.wait(min(left, 1.0))
                 self.beat()
             if self.stop.is_set():
@@ -581,6 +584,37 @@ class Scheduler:
         self.beat(force=True, state="stopped")
         log.info("scheduler stopped after %d tick(s)", ticks)
         return 0
+
+    # scheduled state backups ---------------------------------------------------------------
+    def _next_backup(self, after: datetime) -> datetime | None:
+        if not self.settings.artifacts_bucket:
+            return None  # nowhere to keep a backup
+        from meshctl import state_backup
+
+        return state_backup.next_backup_at(self.settings, after)
+
+    def _backup(self, due: datetime) -> datetime | None:
+        """Take the backup due at `due` under the run lock, so no `sqlmesh run` writes state
+        during the export; returns when the next one is due. Locked by a run: try again in a
+        minute. Another scheduler already took this slot's backup: skip it."""
+        from meshctl import state_backup
+        from meshctl.s3 import Bucket
+
+        lock = RunLock(self.settings)
+        if not lock.try_acquire():
+            return _now() + timedelta(minutes=1)
+        try:
+            self.beat(force=True, state="backing up")
+            taken = state_backup.list_backups(Bucket(self.settings))
+            if any(b.taken_at >= due for b in taken):
+                log.info("state backup for %s already taken by another scheduler", due.isoformat())
+            elif (result := state_backup.run_scheduled_backup(self.settings)) is not None:
+                log.info("state backup %s (%d bytes)", result.url, result.size)
+        except Exception as exc:  # the backup never stops the scheduler; the next slot tries again
+            log.error("state backup for %s failed: %s", due.isoformat(), exc)
+        finally:
+            lock.release()
+        return self._next_backup(due)
 
     def install_signal_handlers(self) -> None:
         def handler(signum, _frame):

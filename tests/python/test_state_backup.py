@@ -301,3 +301,58 @@ def test_scheduled_backup_succeeds_and_next_run_follows_the_cron(project, pg_ser
     assert "state backup: 0 environment(s)" in backed_up.output and "retention kept" in backed_up.output
     listed = runner.invoke(state_backup.state_group, ["list"], obj=settings)
     assert "2 backup(s)" in listed.output
+
+
+# --- the scheduler's own backup cron -----------------------------------------------------------
+
+
+def test_scheduler_takes_the_due_backup_once_and_never_under_a_run(planned, artifacts_bucket):
+    from meshctl.locks import RunLock
+    from meshctl.scheduler import Scheduler
+
+    settings = planned.model_copy(update={"artifacts_bucket": artifacts_bucket})
+    scheduler = Scheduler(settings, runner=lambda *a, **k: pytest.fail("no run expected"))
+    due = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    before = len(state_backup.list_backups(Bucket(settings)))
+
+    # A run holds the lock: no export while it may write state; retried about a minute later.
+    run = RunLock(settings)
+    assert run.try_acquire()
+    try:
+        retry_at = scheduler._backup(due)
+    finally:
+        run.release()
+    assert len(state_backup.list_backups(Bucket(settings))) == before
+    assert dt.timedelta(seconds=50) < retry_at - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(minutes=1)
+
+    next_due = scheduler._backup(due)
+    backups = state_backup.list_backups(Bucket(settings))
+    assert len(backups) == before + 1 and backups[-1].taken_at >= due
+    assert next_due == state_backup.next_backup_at(settings, due)
+    # A second scheduler reaching the same slot finds the backup taken and adds none.
+    Scheduler(settings, runner=lambda *a, **k: None)._backup(due)
+    assert len(state_backup.list_backups(Bucket(settings))) == before + 1
+
+
+def test_scheduler_loop_runs_the_backup_cron(planned, artifacts_bucket, monkeypatch):
+    from meshctl.scheduler import Attempt, Scheduler
+
+    settings = planned.model_copy(update={
+        "artifacts_bucket": artifacts_bucket,
+        "schedule_cron": "* * * * * */2",  # the run tick: at most two seconds away
+    })
+    # The first backup slot is already due when the loop starts, whatever the clock says.
+    real_next = state_backup.next_backup_at
+    slots = []
+
+    def next_backup_at(settings, after):
+        slots.append(after)
+        return after - dt.timedelta(seconds=1) if len(slots) == 1 else real_next(settings, after)
+
+    monkeypatch.setattr(state_backup, "next_backup_at", next_backup_at)
+    runs = []
+    scheduler = Scheduler(settings, runner=lambda *a, **k: runs.append(1) or Attempt("nothing_to_do"))
+    assert scheduler.serve(max_ticks=1) == 0
+    assert runs == [1]
+    backups = state_backup.list_backups(Bucket(settings))
+    assert len(backups) == 1 and len(slots) == 2  # taken once, then the next slot was scheduled
