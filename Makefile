@@ -9,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 $(BIN)/meshctl: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet pip==26.3  # pinned like everything else: same resolver next month
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
