@@ -15,6 +15,8 @@ from pathlib import Path
 import boto3
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from meshctl import artifacts
 from meshctl.artifacts import BundleError, MANIFEST_NAME
@@ -23,7 +25,18 @@ from meshctl.settings import Settings
 
 SNOWFLAKE_PASSWORD = "sf-Pa55-word-91c7e2"
 STATE_DB_PASSWORD = "state-db-pw-4d2a8f"
-PEM_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7secretkeymaterial"
+
+
+def _generated_pem() -> str:
+    """A private key made now, never committed: what a careless checkout might hold."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+PEM = _generated_pem()
+PEM_BODY = PEM.splitlines()[1]  # one base64 line of the key: what any leak of it would contain
 
 CONFIG = """\
 gateways:
@@ -67,7 +80,7 @@ def project(tmp_path: Path) -> Path:
     )
     # Must never be uploaded:
     write(root / ".env", f"SNOWFLAKE_PASSWORD={SNOWFLAKE_PASSWORD}\nSTATE_DB_PASSWORD={STATE_DB_PASSWORD}\n")
-    write(root / "key.pem", f"-----BEGIN PRIVATE KEY-----\n{PEM_BODY}\n-----END PRIVATE KEY-----\n")
+    write(root / "key.pem", PEM)
     write(root / "models" / "rsa_key.p8", f"{PEM_BODY}\n")
     write(root / "data" / "local" / "warehouse.duckdb", b"DUCK" * 100)
     write(root / "models" / "orders.duckdb", b"DUCK")
