@@ -1,9 +1,22 @@
-"""Engine-neutral number sequences for date spines and array positions."""
+"""Engine-neutral number sequences and the daily calendar the FULL marts are built on."""
 
 from __future__ import annotations
 
 from sqlglot import exp, parse_one
 from sqlmesh import macro
+
+# The last whole UTC day before the run (marts.md "latest complete date"). A FULL model is
+# rendered with the execution time only, so this is the day before it -- the same day a daily
+# incremental model gets as @end_ds on that run.
+LATEST_COMPLETE_DATE = "DATEADD(DAY, -1, @execution_date)::DATE"
+
+
+def _whole_numbers_sql(count: int, name: str) -> str:
+    places = len(str(max(count - 1, 0)))
+    digits = "(VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9))"
+    terms = " + ".join(f"d{i}.digit * {10 ** i}" for i in range(places))
+    joins = " CROSS JOIN ".join(f"{digits} AS d{i}(digit)" for i in range(places))
+    return f"SELECT {terms} AS {name} FROM {joins} WHERE {terms} < {count}"
 
 
 @macro()
@@ -13,9 +26,19 @@ def whole_numbers(evaluator, count: int, column: exp.Expression) -> exp.Query:
     Neither `@DATE_SPINE` (fails on fakesnow) nor Snowflake's GENERATOR (no DuckDB transpilation)
     works on every engine this project builds on; VALUES and CROSS JOIN do.
     """
-    name = column.name
-    places = len(str(max(count - 1, 0)))
-    digits = "(VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9))"
-    terms = " + ".join(f"d{i}.digit * {10 ** i}" for i in range(places))
-    joins = " CROSS JOIN ".join(f"{digits} AS d{i}(digit)" for i in range(places))
-    return parse_one(f"SELECT {terms} AS {name} FROM {joins} WHERE {terms} < {count}", read="snowflake")
+    return parse_one(_whole_numbers_sql(count, column.name), read="snowflake")
+
+
+@macro()
+def calendar_days(evaluator, source: exp.Expression, first_date: exp.Expression) -> exp.Query:
+    """`SELECT date_day`: every day from MIN(first_date) in `source` through the latest complete
+    date (up to 100,000 days)."""
+    latest = evaluator.transform(parse_one(LATEST_COMPLETE_DATE, read="snowflake"))
+    day = "DATEADD(DAY, offsets.day_offset, spine.first_date)::DATE"
+    query = (
+        f"SELECT {day} AS date_day "
+        f"FROM (SELECT MIN({first_date.sql('snowflake')}) AS first_date FROM {source.sql('snowflake')}) AS spine "
+        f"CROSS JOIN ({_whole_numbers_sql(100_000, 'day_offset')}) AS offsets "
+        f"WHERE {day} <= {latest.sql('snowflake')}"
+    )
+    return parse_one(query, read="snowflake")

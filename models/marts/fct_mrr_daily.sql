@@ -65,22 +65,9 @@ WITH subscriptions AS (
     subscriptions.started_at::DATE,
     subscriptions.trial_end_at::DATE,
     subscriptions.ended_at::DATE
-), spine_start AS (
-  SELECT
-    MIN(started_at::DATE) AS first_date
-  FROM subscriptions
-), day_offsets AS (
-  @whole_numbers(100000, day_offset)
 ), calendar AS (
-  /* up to the latest complete date: the last whole UTC day before the run. That is @end_ds for a
-     daily incremental model run today; a FULL model is rendered with the execution time only, so
-     it is written as the day before @execution_date. */
-  SELECT
-    DATEADD(DAY, day_offsets.day_offset, spine_start.first_date)::DATE AS date_day
-  FROM spine_start
-  CROSS JOIN day_offsets
-  WHERE
-    DATEADD(DAY, day_offsets.day_offset, spine_start.first_date)::DATE <= DATEADD(DAY, -1, @execution_date)::DATE
+  /* every day from the first subscription start through the latest complete date */
+  @calendar_days(subscriptions, started_at::DATE)
 ), daily_customer_mrr AS (
   SELECT
     calendar.date_day,

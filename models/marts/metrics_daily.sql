@@ -49,22 +49,9 @@ WITH events AS (
     currency,
     mrr
   FROM marts.fct_mrr_daily
-), spine_start AS (
-  SELECT
-    MIN(event_date) AS first_date
-  FROM events
-), day_offsets AS (
-  @whole_numbers(100000, day_offset)
 ), calendar AS (
-  /* up to the latest complete date: the last whole UTC day before the run. That is @end_ds for a
-     daily incremental model run today; a FULL model is rendered with the execution time only, so
-     it is written as the day before @execution_date. */
-  SELECT
-    DATEADD(DAY, day_offsets.day_offset, spine_start.first_date)::DATE AS date_day
-  FROM spine_start
-  CROSS JOIN day_offsets
-  WHERE
-    DATEADD(DAY, day_offsets.day_offset, spine_start.first_date)::DATE <= DATEADD(DAY, -1, @execution_date)::DATE
+  /* every day from the first event date through the latest complete date */
+  @calendar_days(events, event_date)
 ), user_days AS (
   /* one row per user and day with at least one event */
   SELECT DISTINCT
