@@ -37,6 +37,7 @@ from croniter import croniter
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, stop_any
 
 from meshctl import heartbeat, notify
+from meshctl.logs import configure_logging
 from meshctl.locks import RunLock
 from meshctl.run_history import RunHistory, RunRecord
 from meshctl.settings import Settings
@@ -626,29 +627,6 @@ class Scheduler:
 
 
 # --- CLI ---------------------------------------------------------------------------------
-def configure_logging(settings: Settings) -> None:
-    class JsonFormatter(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            out = {
-                "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "msg": record.getMessage(),
-            }
-            if record.exc_info:
-                out["exc"] = self.formatException(record.exc_info)
-            return json.dumps(out)
-
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        JsonFormatter()
-        if settings.log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger("meshctl")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
 
 
 def _prepare(settings: Settings) -> Settings:

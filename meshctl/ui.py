@@ -83,7 +83,7 @@ def ui_command(settings: Settings, host: str | None, port: int | None, insecure_
     """Serve SQLMesh's UI behind HTTP Basic auth, after checking the state database."""
     import uvicorn
 
-    from meshctl.scheduler import configure_logging
+    from meshctl.logs import configure_logging
 
     configure_logging(settings)
     settings = secrets.export(settings)

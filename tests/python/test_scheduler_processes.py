@@ -134,7 +134,9 @@ def test_sigkill_mid_run_then_next_tick_completes_like_a_clean_build(
         land_day(project, i, landed)
 
     log = tmp_path / "killed.log"
-    proc = spawn_meshctl("scheduler", env={**env, "SERVICE_TEST_PAUSE": "2"}, log=log)
+    # 5 s per interval: the kill must land inside the run even when a loaded machine relays the
+    # log late (with 2 s the run sometimes finished before the kill).
+    proc = spawn_meshctl("scheduler", env={**env, "SERVICE_TEST_PAUSE": "5"}, log=log)
     with terminating(proc):
         # Two of the four daily intervals are in; the third is being computed.
         _wait_for(lambda: log.read_text().count("Evaluated \"GOODWORD_WH\".\"STAGING\"") >= 2, 45, "two intervals", log)
