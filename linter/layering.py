@@ -34,7 +34,13 @@ class OnlyStagingReadsRaw(Rule):
             for dep in model.depends_on
             if _schema_of(dep) == RAW_SCHEMA or isinstance(self.context.get_model(dep), ExternalModel)
         )
-        other_models = sorted(set(model.depends_on) - set(raw_tables))
+        # Seeds are reference data (units, code lists), not models of the business: a staging
+        # model may look a unit up in one (the currency exponents), as it would cast a type.
+        other_models = sorted(
+            dep
+            for dep in set(model.depends_on) - set(raw_tables)
+            if not self.context.get_model(dep).kind.is_seed
+        )
         is_staging = _schema_of(model.fqn) == STAGING_SCHEMA
 
         if not is_staging and raw_tables:

@@ -1,15 +1,9 @@
-"""Engine-neutral number sequences and the daily calendar the FULL marts are built on."""
+"""Engine-neutral number sequences and the daily calendar the daily marts are built on."""
 
 from __future__ import annotations
 
 from sqlglot import exp, parse_one
 from sqlmesh import macro
-
-# The last whole UTC day before the run (marts.md "latest complete date"). A FULL model is
-# rendered with the execution time only, so this is the day before it -- the same day a daily
-# incremental model gets as @end_ds on that run.
-LATEST_COMPLETE_DATE = "DATEADD(DAY, -1, @execution_date)::DATE"
-
 
 def _whole_numbers_sql(count: int, name: str) -> str:
     places = len(str(max(count - 1, 0)))
@@ -30,10 +24,11 @@ def whole_numbers(evaluator, count: int, column: exp.Expression) -> exp.Query:
 
 
 @macro()
-def calendar_days(evaluator, source: exp.Expression, first_date: exp.Expression) -> exp.Query:
-    """`SELECT date_day`: every day from MIN(first_date) in `source` through the latest complete
-    date (up to 100,000 days)."""
-    latest = evaluator.transform(parse_one(LATEST_COMPLETE_DATE, read="snowflake"))
+def calendar_days(evaluator, source: exp.Expression, first_date: exp.Expression,
+                  last_date: exp.Expression) -> exp.Query:
+    """`SELECT date_day`: every day from MIN(first_date) in `source` through `last_date` (up to
+    100,000 days); the marts pass `@closed_through_date()` (macros/arrivals.py)."""
+    latest = last_date
     day = "DATEADD(DAY, offsets.day_offset, spine.first_date)::DATE"
     query = (
         f"SELECT {day} AS date_day "

@@ -16,11 +16,11 @@ MODEL (
     subscription_item_id = 'Stripe subscription item ID (si_...).',
     amount_source = 'Where amount, currency and interval come from: price, or plan (legacy items without a price); null when the item has neither.',
     currency = 'Currency of the price (lower-case ISO code).',
-    unit_amount_cents = 'Price per unit in minor units (cents); null for metered or tiered prices.',
+    unit_amount_minor = 'Price per unit in the currency''s minor unit (cents for usd, yen for jpy); null for metered or tiered prices.',
     quantity = 'Item quantity; 1 when Stripe sends none (e.g. metered items).',
     billing_interval = 'Recurring interval: day, week, month or year; null for a non-recurring price.',
     interval_count = 'Number of intervals between bills (e.g. 3 with month = quarterly).',
-    monthly_amount = 'MRR contribution of the item: unit_amount x quantity / 100 normalized to a month (year / 12, week x 52 / 12, day x 365 / 12, each / interval_count); 0 when the amount or interval is missing. NUMBER(38, 6), rounded to cents only after summing.'
+    monthly_amount = 'MRR contribution of the item: unit_amount x quantity / 10^exponent of its currency normalized to a month (year / 12, week x 52 / 12, day x 365 / 12, each / interval_count); 0 when the amount or interval is missing. NUMBER(38, 6), rounded to cents only after summing.'
   )
 );
 
@@ -82,7 +82,7 @@ WITH subscriptions AS (
       amount_source = 'price',
       JSON_EXTRACT_PATH_TEXT(item, 'price.unit_amount'),
       JSON_EXTRACT_PATH_TEXT(item, 'plan.amount')
-    ) AS NUMBER(38, 0)) AS unit_amount_cents,
+    ) AS NUMBER(38, 0)) AS unit_amount_minor,
     COALESCE(TRY_CAST(JSON_EXTRACT_PATH_TEXT(item, 'quantity') AS NUMBER(38, 0)), 1) AS quantity,
     LOWER(
       IFF(
@@ -100,33 +100,49 @@ WITH subscriptions AS (
       1
     ) AS interval_count
   FROM sourced
-), normalized AS (
+), currency_exponents AS (
   SELECT
-    subscription_id,
-    item_index,
-    subscription_item_id,
-    amount_source,
     currency,
-    unit_amount_cents,
-    quantity,
-    billing_interval,
-    interval_count,
+    exponent
+  FROM seeds.stripe_currency_exponents
+), normalized AS (
+  /* minor units per major unit: 100 unless the currency seed says otherwise */
+  SELECT
+    parsed.subscription_id,
+    parsed.item_index,
+    parsed.subscription_item_id,
+    parsed.amount_source,
+    parsed.currency,
+    parsed.unit_amount_minor,
+    parsed.quantity,
+    parsed.billing_interval,
+    parsed.interval_count,
     COALESCE(
       CASE
-        WHEN interval_count <= 0
+        WHEN parsed.interval_count <= 0
         THEN NULL
-        WHEN billing_interval = 'month'
-        THEN unit_amount_cents * quantity / (100 * interval_count)
-        WHEN billing_interval = 'year'
-        THEN unit_amount_cents * quantity / (100 * 12 * interval_count)
-        WHEN billing_interval = 'week'
-        THEN unit_amount_cents * quantity * 52 / (100 * 12 * interval_count)
-        WHEN billing_interval = 'day'
-        THEN unit_amount_cents * quantity * 365 / (100 * 12 * interval_count)
+        WHEN parsed.billing_interval = 'month'
+        THEN parsed.unit_amount_minor * parsed.quantity / (
+          POWER(10, COALESCE(currency_exponents.exponent, 2)) * parsed.interval_count
+        )
+        WHEN parsed.billing_interval = 'year'
+        THEN parsed.unit_amount_minor * parsed.quantity / (
+          POWER(10, COALESCE(currency_exponents.exponent, 2)) * 12 * parsed.interval_count
+        )
+        WHEN parsed.billing_interval = 'week'
+        THEN parsed.unit_amount_minor * parsed.quantity * 52 / (
+          POWER(10, COALESCE(currency_exponents.exponent, 2)) * 12 * parsed.interval_count
+        )
+        WHEN parsed.billing_interval = 'day'
+        THEN parsed.unit_amount_minor * parsed.quantity * 365 / (
+          POWER(10, COALESCE(currency_exponents.exponent, 2)) * 12 * parsed.interval_count
+        )
       END,
       0
     )::NUMBER(38, 6) AS monthly_amount
   FROM parsed
+  LEFT JOIN currency_exponents
+    ON currency_exponents.currency = parsed.currency
 )
 SELECT
   subscription_id,
@@ -134,7 +150,7 @@ SELECT
   subscription_item_id,
   amount_source,
   currency,
-  unit_amount_cents,
+  unit_amount_minor,
   quantity,
   billing_interval,
   interval_count,

@@ -1,17 +1,15 @@
 MODEL (
   name marts.fct_events,
-  /* lookback 3: an event that occurred on day E arrives at most 72 h later, so before E+4 00:00
-     UTC (the latest case, 23:59:59 on E, lands at 23:59:59 on E+3). Daily runs only process
-     complete days, so the run that processes day E+3 starts after that arrival. SQLMesh's lookback
-     adds the N preceding intervals to every interval it processes; with 3 that run reprocesses
-     E..E+3 and picks the event up on its own date. 2 would miss events of the last hours of E. */
-  kind INCREMENTAL_BY_TIME_RANGE (
-    time_column event_date,
-    lookback 3
+  /* Merged by event ID from the staging rows that arrived in this run's window: a late event of any
+     age lands on its own EVENT_DATE, and a copy retried days later merges onto the row it copies.
+     A window after a quiet hour is empty, and a run with nothing new does not get here at all
+     (signals/arrivals.py). */
+  kind INCREMENTAL_BY_UNIQUE_KEY (
+    unique_key event_id
   ),
   grain event_id,
   owner analytics_engineering,
-  description 'One row per distinct Goodword app event (RAW duplicates removed), by UTC event date. Late events (up to 72 h) are reprocessed onto their own date.',
+  description 'One row per distinct Goodword app event (RAW duplicates removed), with its UTC event date. Late events of any age count on their own date once they arrive.',
   audits (
     not_null(columns := (event_id, event_date, occurred_at, has_valid_properties)),
     unique_values(columns := (event_id)),
@@ -28,7 +26,8 @@ MODEL (
     occurred_at = 'When the event happened (UTC).',
     event_date = 'UTC calendar date of OCCURRED_AT.',
     properties = 'Event properties (VARIANT); null when the RAW text was not a JSON object (NULL, empty, invalid, array or scalar).',
-    has_valid_properties = 'True when the RAW properties text was a JSON object.'
+    has_valid_properties = 'True when the RAW properties text was a JSON object.',
+    replicated_at = 'When the latest copy of the event landed in RAW (UTC): the arrival time downstream models read their windows by.'
   )
 );
 
@@ -41,10 +40,18 @@ WITH events AS (
     occurred_at,
     event_date,
     properties,
-    has_valid_properties
+    has_valid_properties,
+    replicated_at
   FROM staging.stg_goodword_app__events
   WHERE
-    event_date BETWEEN @start_date AND @end_date
+    @arrived(replicated_at)
+), deduplicated AS (
+  /* the window can hold two copies of an event (the overlap re-read, or a retried batch) */
+  SELECT
+    *
+  FROM events
+  QUALIFY
+    ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY replicated_at DESC) = 1
 ), final AS (
   SELECT
     event_id,
@@ -54,8 +61,9 @@ WITH events AS (
     occurred_at,
     event_date,
     properties,
-    has_valid_properties
-  FROM events
+    has_valid_properties,
+    replicated_at
+  FROM deduplicated
 )
 SELECT
   event_id,
@@ -65,5 +73,6 @@ SELECT
   occurred_at,
   event_date,
   properties,
-  has_valid_properties
+  has_valid_properties,
+  replicated_at
 FROM final

@@ -3,7 +3,7 @@ MODEL (
   kind FULL,
   grain (date, stripe_customer_id, currency),
   owner analytics_engineering,
-  description 'Monthly recurring revenue per day, Stripe customer and currency, for every date from the earliest subscription start to the latest complete date (the day before the run: @end_ds of a daily run); only rows with MRR > 0. Rebuilt in full each run because subscriptions change retroactively (end dates, trials, statuses).',
+  description 'Monthly recurring revenue per day, Stripe customer and currency, for every date from the earliest subscription start to the latest complete date (marts.md: the day before the run, once the replication run and an Airbyte sync after its midnight have landed); only rows with MRR > 0. Rebuilt in full on every run after something landed, because a Stripe upsert re-prices past days (end dates, trials, statuses); its inputs are Stripe-sized, not event-sized.',
   audits (
     not_null(columns := (date, stripe_customer_id, currency, mrr)),
     unique_combination_of_columns(columns := (date, stripe_customer_id, currency)),
@@ -14,7 +14,7 @@ MODEL (
     stripe_customer_id = 'Stripe customer (cus_...).',
     organization_id = 'Goodword organization of the customer (its STRIPE_CUSTOMER_ID, else Stripe metadata.organization_id when that organization exists); null when neither resolves.',
     currency = 'Currency of the prices, lower-case ISO code.',
-    mrr = 'Sum over the customer''s counted subscriptions of item unit_amount x quantity / 100 normalized to a month, in major units of CURRENCY, rounded to cents; always > 0.'
+    mrr = 'Sum over the customer''s counted subscriptions of item unit_amount x quantity normalized to a month, in major units of CURRENCY (10^exponent minor units, from the currency seed), rounded to cents; always > 0.'
   )
 );
 
@@ -22,7 +22,7 @@ MODEL (
    it is not in trial on D (TRIAL_END null or date(TRIAL_END) <= D), and its status is not
    incomplete / incomplete_expired (marts.md). Item amounts are summed at 6 decimals and rounded
    to cents once per row. The date spine is built from ten digits so it is plain SQL on every
-   engine (100,000 days from the first start). */
+   engine (100,000 days from the first start) and ends at the latest complete date. */
 WITH subscriptions AS (
   SELECT
     subscription_id,
@@ -67,7 +67,7 @@ WITH subscriptions AS (
     subscriptions.ended_at::DATE
 ), calendar AS (
   /* every day from the first subscription start through the latest complete date */
-  @calendar_days(subscriptions, started_at::DATE)
+  @calendar_days(subscriptions, started_at::DATE, @closed_through_date())
 ), daily_customer_mrr AS (
   SELECT
     calendar.date_day,

@@ -3,7 +3,7 @@ MODEL (
   kind FULL,
   grain date,
   owner analytics_engineering,
-  description 'Company metrics per UTC day, one row per date from the first event date to the latest complete date (the day before the run: @end_ds of a daily run). Rebuilt in full each run so late events, user versions and subscription changes flow into every date.',
+  description 'Company metrics per UTC day, one row per date from the first event date to the latest complete date (marts.md: the day before the run, once the replication run and an Airbyte sync after its midnight have landed). Rebuilt on every run after something landed, from small inputs: active users come per date from int_active_users_daily, which recomputes only the dates new events touch.',
   audits (
     not_null(
       columns := (date, dau, wau, mau, new_users, new_organizations, mrr_usd, paying_organizations)
@@ -25,13 +25,15 @@ MODEL (
   )
 );
 
-/* The date spine is built from ten digits (plain SQL on every engine); 100,000 days from the first
-   event date is far past any @end_ds. */
-WITH events AS (
+/* Dates come from int_active_users_daily, which holds every date from the first event date; the
+   whole-days rule (@closed_through_date) decides how far they are published. */
+WITH active_users AS (
   SELECT
-    event_date,
-    user_id
-  FROM marts.fct_events
+    date,
+    dau,
+    wau,
+    mau
+  FROM intermediate.int_active_users_daily
 ), users AS (
   SELECT
     user_id,
@@ -51,32 +53,11 @@ WITH events AS (
   FROM marts.fct_mrr_daily
 ), calendar AS (
   /* every day from the first event date through the latest complete date */
-  @calendar_days(events, event_date)
-), user_days AS (
-  /* one row per user and day with at least one event */
-  SELECT DISTINCT
-    event_date,
-    user_id
-  FROM events
-  WHERE
-    NOT user_id IS NULL
-), active_users AS (
   SELECT
-    calendar.date_day,
-    COUNT(DISTINCT IFF(user_days.event_date = calendar.date_day, user_days.user_id, NULL)) AS dau,
-    COUNT(
-      DISTINCT IFF(
-        user_days.event_date >= DATEADD(DAY, -6, calendar.date_day)::DATE,
-        user_days.user_id,
-        NULL
-      )
-    ) AS wau,
-    COUNT(DISTINCT user_days.user_id) AS mau
-  FROM calendar
-  LEFT JOIN user_days
-    ON user_days.event_date BETWEEN DATEADD(DAY, -27, calendar.date_day)::DATE AND calendar.date_day
-  GROUP BY
-    calendar.date_day
+    date AS date_day
+  FROM active_users
+  WHERE
+    date <= @closed_through_date()
 ), new_users_per_day AS (
   SELECT
     created_at::DATE AS created_date,
@@ -111,7 +92,7 @@ WITH events AS (
     COALESCE(revenue_per_day.paying_organizations, 0)::NUMBER(38, 0) AS paying_organizations
   FROM calendar
   INNER JOIN active_users
-    ON active_users.date_day = calendar.date_day
+    ON active_users.date = calendar.date_day
   LEFT JOIN new_users_per_day
     ON new_users_per_day.created_date = calendar.date_day
   LEFT JOIN new_organizations_per_day

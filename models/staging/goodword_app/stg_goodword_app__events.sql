@@ -1,20 +1,22 @@
 MODEL (
   name staging.stg_goodword_app__events,
-  /* Incremental, not a view: a view deduplicates all of RAW EVENTS on every run before a date
-     filter can apply, so a run's cost grew with the history (see README "Benchmark"). Lookback 3
-     for the same reason as marts.fct_events: a 72 h late event lands inside the reprocessed days. */
+  /* By arrival, not by event date: a run reads only the RAW rows that landed since the last one
+     (_REPLICATED_AT, the load time, is how Snowflake lays out an append-only table, so the filter
+     prunes to the new micro-partitions), however old the events in them are. lookback 1 re-reads
+     the previous 15-minute interval, for a batch stamped before a tick but committed after it. */
   kind INCREMENTAL_BY_TIME_RANGE (
-    time_column event_date,
-    lookback 3
+    time_column replicated_at,
+    lookback 1
   ),
-  grain event_id,
+  /* one row per event ID per arrival window: a batch retried days later lands its events again,
+     in a later window; marts.fct_events keeps one row per event */
+  grain (event_id, replicated_at),
   owner analytics_engineering,
-  /* Build an interval only once the replication batch that closes it has landed. */
-  signals [goodword_raw_landed(table := 'GOODWORD_WH.RAW.EVENTS')],
-  description 'Goodword app events, one row per distinct event ID (RAW can hold the same row twice); PROPERTIES parsed from text, kept only when it is a JSON object.',
+  signals [raw_arrivals()],
+  description 'Goodword app events as they arrive: one row per event ID per 15-minute arrival window (copies within a window removed; a copy retried in a later batch appears again, FCT_EVENTS keeps one); PROPERTIES parsed from text, kept only when it is a JSON object.',
   audits (
     not_null(columns := (event_id, occurred_at)),
-    unique_values(columns := (event_id)),
+    unique_values(columns := (event_id)),  /* within the window audited */
     accepted_values_non_blocking(
       column := event_type,
       is_in := ('session_started', 'document_created', 'document_shared', 'comment_added', 'invite_sent')
@@ -36,13 +38,13 @@ MODEL (
     has_valid_properties = 'True when the RAW PROPERTIES text is a JSON object (false for NULL, empty, invalid JSON, arrays and scalars).',
     event_date = 'UTC calendar date of OCCURRED_AT.',
     occurred_at = 'When the event happened (UTC).',
-    replicated_at = 'When the earliest copy of the event was loaded (UTC).'
+    replicated_at = 'When the batch carrying this copy of the event was loaded (UTC): the arrival time the model is incremental on.'
   )
 );
 
-/* EVENTS is append-only and at-least-once: the same row can be appended twice, so keep one copy per
-   ID (the copies are identical; the earliest load is kept so REPLICATED_AT is the first arrival).
-   Copies share OCCURRED_AT, so they fall in the same interval: deduplicating within it is exact.
+/* EVENTS is append-only and at-least-once: the same row can be appended twice. Copies in the same
+   window are reduced to the earliest; a copy in a later window (a retried batch) is staged again and
+   merged away by marts.fct_events on EVENT_ID.
    PROPERTIES is text written by the app. It is kept only when it parses and is a JSON object: a
    JSON text that parses and starts with "{" (after leading whitespace) is an object. This test is
    written without IS_OBJECT/TYPEOF, which have no DuckDB equivalent, so it gives the same answer on
@@ -52,7 +54,7 @@ WITH source AS (
     *
   FROM GOODWORD_WH.RAW.EVENTS
   WHERE
-    occurred_at BETWEEN @start_ts AND @end_ts
+    _replicated_at >= @start_ts::TIMESTAMP_NTZ AND _replicated_at < @end_ts::TIMESTAMP_NTZ
 ), renamed AS (
   SELECT
     /* ids */

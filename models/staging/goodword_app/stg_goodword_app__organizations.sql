@@ -3,8 +3,9 @@ MODEL (
   kind VIEW,
   grain organization_id,
   owner analytics_engineering,
-  /* Build an interval only once the replication batch that closes it has landed. */
-  signals [goodword_raw_landed(table := 'GOODWORD_WH.RAW.ORGANIZATIONS')],
+  /* A view (ORGANIZATIONS is small and reloaded in full); evaluated, and audited, only on runs
+     after something landed in RAW. */
+  signals [raw_arrivals()],
   description 'Goodword organizations as replicated from the app (full reload, one row per ID): renamed, typed, country code upper-cased.',
   audits (
     not_null(columns := (organization_id)),

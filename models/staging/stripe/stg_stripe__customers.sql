@@ -3,6 +3,7 @@ MODEL (
   kind VIEW,
   grain stripe_customer_id,
   owner analytics_engineering,
+  signals [raw_arrivals()],
   description 'Stripe customers landed by Airbyte (one row per ID): Unix times as TIMESTAMP_NTZ, the Goodword organization ID the app writes into metadata extracted as a number.',
   audits (
     not_null(columns := (stripe_customer_id)),
@@ -18,6 +19,7 @@ MODEL (
     is_deleted = 'True when the customer was deleted in Stripe.',
     is_livemode = 'True for live-mode records, false for test mode.',
     created_at = 'When the customer was created in Stripe (UTC).',
+    extracted_at = 'When Airbyte extracted this version of the record (_AIRBYTE_EXTRACTED_AT, UTC): the sync that landed it.',
     updated_at = 'When Stripe last updated the customer (UTC).'
   )
 );
@@ -44,7 +46,8 @@ WITH source AS (
     COALESCE(livemode, FALSE) AS is_livemode,
     /* timestamps (Stripe sends Unix seconds) */
     TO_TIMESTAMP_NTZ(created, 0) AS created_at,
-    TO_TIMESTAMP_NTZ(updated, 0) AS updated_at
+    TO_TIMESTAMP_NTZ(updated, 0) AS updated_at,
+    CONVERT_TIMEZONE('UTC', _airbyte_extracted_at)::TIMESTAMP_NTZ AS extracted_at
   FROM source
 )
 SELECT
@@ -57,5 +60,6 @@ SELECT
   is_deleted,
   is_livemode,
   created_at,
-  updated_at
+  updated_at,
+  extracted_at
 FROM renamed

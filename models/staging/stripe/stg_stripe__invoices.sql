@@ -3,6 +3,7 @@ MODEL (
   kind VIEW,
   grain invoice_id,
   owner analytics_engineering,
+  signals [raw_arrivals()],
   description 'Stripe invoices landed by Airbyte (one row per ID): amounts from minor units (cents) to major units, Unix times (including STATUS_TRANSITIONS) as TIMESTAMP_NTZ.',
   audits (
     not_null(columns := (invoice_id, stripe_customer_id)),
@@ -27,32 +28,38 @@ MODEL (
     voided_at = 'status_transitions.voided_at (UTC).',
     period_start_at = 'Start of the billed period (UTC).',
     period_end_at = 'End of the billed period (UTC).',
+    extracted_at = 'When Airbyte extracted this version of the record (_AIRBYTE_EXTRACTED_AT, UTC): the sync that landed it.',
     updated_at = 'When Stripe last updated the invoice (UTC).'
   )
 );
 
-/* Money: Stripe amounts are integers in the minor unit; / 100 gives major units (marts.md). The
-   division is cast straight to NUMBER(38, 2): exact on Snowflake, and on DuckDB (where it is a
-   DOUBLE) the cast rounds to the nearest cent, which is the exact value. */
+/* Money: Stripe amounts are integers in the currency's minor unit; @minor_to_major divides by
+   10^exponent from the currency seed (the one list of zero- and three-decimal currencies) and casts
+   to NUMBER(38, 2). The seed lookup is the one join a staging model makes: it is a unit, not data. */
 WITH source AS (
   SELECT
     *
   FROM AIRBYTE_DB.RAW.STRIPE_INVOICES
+), currency_exponents AS (
+  SELECT
+    currency,
+    exponent
+  FROM seeds.stripe_currency_exponents
 ), renamed AS (
   SELECT
     /* ids */
-    id::VARCHAR AS invoice_id,
+    source.id::VARCHAR AS invoice_id,
     customer::VARCHAR AS stripe_customer_id,
     subscription::VARCHAR AS subscription_id,
     /* strings */
     status::VARCHAR AS status,
-    LOWER(currency)::VARCHAR AS currency,
+    LOWER(source.currency)::VARCHAR AS currency,
     /* numerics (major units) */
-    (amount_due / 100)::NUMBER(38, 2) AS amount_due,
-    (amount_paid / 100)::NUMBER(38, 2) AS amount_paid,
-    (amount_remaining / 100)::NUMBER(38, 2) AS amount_remaining,
-    (subtotal / 100)::NUMBER(38, 2) AS subtotal,
-    (total / 100)::NUMBER(38, 2) AS total,
+    @minor_to_major(source.amount_due, currency_exponents.exponent) AS amount_due,
+    @minor_to_major(source.amount_paid, currency_exponents.exponent) AS amount_paid,
+    @minor_to_major(source.amount_remaining, currency_exponents.exponent) AS amount_remaining,
+    @minor_to_major(source.subtotal, currency_exponents.exponent) AS subtotal,
+    @minor_to_major(source.total, currency_exponents.exponent) AS total,
     /* booleans */
     COALESCE(paid, FALSE) AS is_paid,
     /* timestamps (Stripe sends Unix seconds) */
@@ -71,8 +78,11 @@ WITH source AS (
     ) AS voided_at,
     TO_TIMESTAMP_NTZ(period_start, 0) AS period_start_at,
     TO_TIMESTAMP_NTZ(period_end, 0) AS period_end_at,
-    TO_TIMESTAMP_NTZ(updated, 0) AS updated_at
+    TO_TIMESTAMP_NTZ(updated, 0) AS updated_at,
+    CONVERT_TIMEZONE('UTC', source._airbyte_extracted_at)::TIMESTAMP_NTZ AS extracted_at
   FROM source
+  LEFT JOIN currency_exponents
+    ON currency_exponents.currency = LOWER(source.currency)
 )
 SELECT
   invoice_id,
@@ -92,5 +102,6 @@ SELECT
   voided_at,
   period_start_at,
   period_end_at,
-  updated_at
+  updated_at,
+  extracted_at
 FROM renamed

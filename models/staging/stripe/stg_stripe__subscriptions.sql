@@ -3,6 +3,7 @@ MODEL (
   kind VIEW,
   grain subscription_id,
   owner analytics_engineering,
+  signals [raw_arrivals()],
   description 'Stripe subscriptions landed by Airbyte (one row per ID): Unix times as TIMESTAMP_NTZ; ITEMS kept as VARIANT for int_stripe_subscription_items.',
   audits (
     not_null(columns := (subscription_id, stripe_customer_id, status)),
@@ -37,6 +38,7 @@ MODEL (
     trial_end_at = 'End of the trial (UTC); null without a trial.',
     canceled_at = 'When cancellation was requested (UTC).',
     ended_at = 'When the subscription ended (UTC); null while it runs.',
+    extracted_at = 'When Airbyte extracted this version of the record (_AIRBYTE_EXTRACTED_AT, UTC): the sync that landed it.',
     updated_at = 'When Stripe last updated the subscription (UTC).'
   )
 );
@@ -67,7 +69,8 @@ WITH source AS (
     TO_TIMESTAMP_NTZ(trial_end, 0) AS trial_end_at,
     TO_TIMESTAMP_NTZ(canceled_at, 0) AS canceled_at,
     TO_TIMESTAMP_NTZ(ended_at, 0) AS ended_at,
-    TO_TIMESTAMP_NTZ(updated, 0) AS updated_at
+    TO_TIMESTAMP_NTZ(updated, 0) AS updated_at,
+    CONVERT_TIMEZONE('UTC', _airbyte_extracted_at)::TIMESTAMP_NTZ AS extracted_at
   FROM source
 )
 SELECT
@@ -85,5 +88,6 @@ SELECT
   trial_end_at,
   canceled_at,
   ended_at,
-  updated_at
+  updated_at,
+  extracted_at
 FROM renamed

@@ -1,0 +1,88 @@
+"""The daily job's gate: evaluate models only when something landed in RAW since they last ran.
+
+Every staging model carries `signals [raw_arrivals()]`. The scheduler ticks every 15 minutes and
+every model has that cron, so each run asks: did any RAW table receive rows since the start of
+the intervals still missing (less one interval, the overlap the arrival windows re-read, see
+macros/arrivals.py)? If none did, the run evaluates nothing; SQLMesh then holds every downstream
+interval too, so a tick with nothing new costs one watermark probe per RAW table and no table
+data (Snowflake answers MAX of a column from metadata, without a warehouse).
+
+The gate looks at every source at once, not only at the model's own: USERS, EVENTS and the Stripe
+streams gain rows only when something happened, and SQLMesh holds a model whenever one of its
+parents is held, so a per-source gate would stall every mart behind a quiet table.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+from datetime import datetime, timezone
+
+from sqlglot import exp
+from sqlmesh import signal
+
+if t.TYPE_CHECKING:
+    from sqlmesh import ExecutionContext
+    from sqlmesh.core.engine_adapter import EngineAdapter
+    from sqlmesh.utils.date import DatetimeRanges
+
+# Each RAW table with the column its loader stamps on every row (sources.md).
+ARRIVAL_COLUMNS = (
+    ("GOODWORD_WH.RAW.ORGANIZATIONS", "_REPLICATED_AT"),
+    ("GOODWORD_WH.RAW.USERS", "_REPLICATED_AT"),
+    ("GOODWORD_WH.RAW.EVENTS", "_REPLICATED_AT"),
+    ("AIRBYTE_DB.RAW.STRIPE_CUSTOMERS", "_AIRBYTE_EXTRACTED_AT"),
+    ("AIRBYTE_DB.RAW.STRIPE_SUBSCRIPTIONS", "_AIRBYTE_EXTRACTED_AT"),
+    ("AIRBYTE_DB.RAW.STRIPE_INVOICES", "_AIRBYTE_EXTRACTED_AT"),
+)
+# One run asks once per staging model; the answer is kept on the adapter (shared by the run's
+# models) for this long, keyed by the run's tick, so each table is probed once per run.
+PROBE_REUSE_SECONDS = 60.0
+
+
+def as_utc(value: t.Any) -> datetime | None:
+    """A warehouse timestamp as an aware UTC datetime (TIMESTAMP_NTZ is stored in UTC)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value))
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def probe_watermarks(adapter: EngineAdapter) -> dict[str, datetime | None]:
+    """MAX of each RAW table's arrival column (None for an empty table)."""
+    marks = {}
+    for table, column in ARRIVAL_COLUMNS:
+        query = exp.select(exp.func("MAX", exp.column(column))).from_(
+            exp.to_table(table, dialect="snowflake")
+        )
+        row = adapter.fetchone(query)
+        marks[table] = as_utc(row[0]) if row else None
+    return marks
+
+
+def watermarks(adapter: EngineAdapter, tick: datetime) -> dict[str, datetime | None]:
+    cache = adapter.__dict__.setdefault("_raw_arrival_watermarks", {})
+    probed_at, marks = cache.get(tick, (None, None))
+    if probed_at is None or time.monotonic() - probed_at > PROBE_REUSE_SECONDS:
+        marks = probe_watermarks(adapter)
+        cache.clear()
+        cache[tick] = (time.monotonic(), marks)
+    return marks
+
+
+def anything_arrived(batch: DatetimeRanges, marks: dict[str, datetime | None]) -> bool:
+    """True when some table has rows at or after the first missing interval's start, less one
+    interval (the overlap re-read by every arrival window)."""
+    first_start, first_end = (as_utc(ts) for ts in batch[0])
+    since = first_start - (first_end - first_start)
+    return any(mark is not None and mark >= since for mark in marks.values())
+
+
+@signal()
+def raw_arrivals(batch: DatetimeRanges, context: ExecutionContext) -> bool:
+    """Ready when any RAW table received rows since these intervals' start (less one interval)."""
+    tick = as_utc(batch[-1][1]) or datetime.now(timezone.utc)
+    return anything_arrived(batch, watermarks(context.engine_adapter, tick))
