@@ -1,0 +1,138 @@
+"""The daily job's gate (signals/arrivals.py): the arithmetic, one probe per RAW table per run, and,
+end to end on the real project, that a tick with nothing new evaluates no model and sends the
+warehouse nothing but those probes, while a tick after one landed batch does the work."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from meshctl import raw_warehouse
+from meshctl.demo_data import DemoParams, append_day, generate
+from meshctl.gateways import open_context
+from meshctl.raw_schema import raw_tables
+from raw_helpers import fetch, isolated_settings
+
+REPO = Path(__file__).resolve().parents[2]
+UTC = timezone.utc
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("arrivals_under_test", REPO / "signals" / "arrivals.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+arrivals = _load()
+
+
+def _quarters(start: datetime, count: int) -> list[tuple[datetime, datetime]]:
+    step = timedelta(minutes=15)
+    return [(start + i * step, start + (i + 1) * step) for i in range(count)]
+
+
+def test_anything_arrived_looks_one_interval_before_the_missing_ones():
+    batch = _quarters(datetime(2026, 3, 2, 10, 0, tzinfo=UTC), 2)  # missing: 10:00 .. 10:30
+    quiet = {"A": datetime(2026, 3, 2, 9, 44, tzinfo=UTC), "B": None}
+    assert arrivals.anything_arrived(batch, quiet) is False
+    # a batch stamped 09:50, possibly committed after the 10:00 tick: the overlap re-reads it
+    assert arrivals.anything_arrived(batch, {**quiet, "B": datetime(2026, 3, 2, 9, 50, tzinfo=UTC)})
+    assert arrivals.anything_arrived(batch, {"A": datetime(2026, 3, 2, 10, 20, tzinfo=UTC)})
+    assert arrivals.anything_arrived(batch, {"A": None}) is False  # empty tables: nothing landed
+
+
+def test_one_probe_per_table_per_run():
+    statements = []
+
+    class Adapter:
+        def fetchone(self, query):
+            statements.append(query.sql("duckdb"))
+            return ("2026-03-02 10:05:00",)
+
+    adapter = Adapter()
+    tick = datetime(2026, 3, 2, 10, 15, tzinfo=UTC)
+    context = SimpleNamespace(engine_adapter=adapter)
+    batch = _quarters(datetime(2026, 3, 2, 10, 0, tzinfo=UTC), 1)
+    for _ in range(6):  # six staging models ask in one run
+        assert arrivals.raw_arrivals(batch, context) is True
+    assert len(statements) == len(arrivals.ARRIVAL_COLUMNS)
+    assert all(s.startswith("SELECT MAX(") for s in statements)
+    arrivals.raw_arrivals(_quarters(tick, 1), context)  # the next run probes again
+    assert len(statements) == 2 * len(arrivals.ARRIVAL_COLUMNS)
+
+
+END = date(2026, 3, 10)
+PARAMS = DemoParams(organizations=12, users=60, days=8, events_per_day=80, seed=3, end_date=END)
+BUILT_AT = datetime(2026, 3, 11, 0, 30)  # the demo's last batch landed at 03-11 00:00
+
+
+def _statements(monkeypatch) -> list[str]:
+    """Every SQL statement any engine adapter sends from now on (SQLMesh's scheduler may use its
+    own adapter, not the context's)."""
+    from sqlmesh.core.engine_adapter.base import EngineAdapter
+
+    sent: list[str] = []
+    original = EngineAdapter._execute
+
+    def recording(self, sql, *args, **kwargs):
+        sent.append(sql)
+        return original(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(EngineAdapter, "_execute", recording)
+    return sent
+
+
+def test_a_tick_with_nothing_new_sends_only_the_probes(tmp_path, monkeypatch):
+    from sqlmesh.core.snapshot.evaluator import SnapshotEvaluator
+
+    monkeypatch.setenv("MODEL_START", "2026-03-03")
+    settings = isolated_settings(tmp_path, monkeypatch)
+    tables = raw_tables(settings.project_dir)
+    with raw_warehouse.open_warehouse(settings) as adapter:
+        generate(adapter, tables, PARAMS, lambda _: None)
+    evaluated: list[str] = []
+    evaluate = SnapshotEvaluator.evaluate
+
+    def counting(self, snapshot, *args, **kwargs):
+        evaluated.append(snapshot.name)
+        return evaluate(self, snapshot, *args, **kwargs)
+
+    monkeypatch.setattr(SnapshotEvaluator, "evaluate", counting)
+    with open_context(settings, "local") as context:
+        context.plan(auto_apply=True, no_prompts=True, execution_time=BUILT_AT,
+                     skip_tests=True, skip_linter=True)
+        events_before = fetch(context.engine_adapter, 'SELECT COUNT(*) AS N FROM "GOODWORD_WH"."MARTS"."FCT_EVENTS"')
+
+        # 00:45 still re-reads the overlap of the 00:00 batch; from 01:00 nothing is new.
+        assert context.run(execution_time=datetime(2026, 3, 11, 0, 45)).is_success
+        evaluated.clear()
+        sent = _statements(monkeypatch)
+        assert context.run(execution_time=datetime(2026, 3, 11, 1, 0)).is_success
+        assert evaluated == [], f"a tick with nothing new evaluated {evaluated}"
+        # On `local` SQLMesh keeps its state in the same DuckDB file (schema "sqlmesh"); in
+        # production that is PostgreSQL, so those statements never reach the warehouse.
+        warehouse = [s for s in sent if '"sqlmesh".' not in s]
+        probes = [s for s in warehouse if s.upper().startswith("SELECT MAX(")]
+        data = [s for s in warehouse if s not in probes]
+        assert len(probes) == 6, probes
+        assert data == [], f"statements beyond the watermark probes: {data}"
+        monkeypatch.undo()  # the evaluator and the adapter as they were
+        monkeypatch.setattr(SnapshotEvaluator, "evaluate", counting)
+
+    # One batch lands (the next day, stamped 03-12 00:00): the tick after it does the work.
+    with raw_warehouse.open_warehouse(settings) as adapter:
+        append_day(adapter, tables, PARAMS.seed, PARAMS.events_per_day, lambda _: None)
+    with open_context(settings, "local") as context:
+        evaluated.clear()
+        assert context.run(execution_time=datetime(2026, 3, 12, 0, 15)).is_success
+        assert "\"GOODWORD_WH\".\"MARTS\".\"FCT_EVENTS\"" in evaluated
+        assert "\"GOODWORD_WH\".\"MARTS\".\"METRICS_DAILY\"" in evaluated
+        events_after = fetch(context.engine_adapter, 'SELECT COUNT(*) AS N FROM "GOODWORD_WH"."MARTS"."FCT_EVENTS"')
+        assert events_after[0]["N"] > events_before[0]["N"]
