@@ -14,11 +14,12 @@ OVERLAP_MINUTES = 15
 
 @macro()
 def arrived(evaluator, column: exp.Expression) -> exp.Expression:
-    """`column` (an arrival timestamp) inside this run's window: [start - overlap, end)."""
+    """`column` (an arrival timestamp) inside this run's window: [start - overlap, end]
+    (SQLMesh's @end_ts is the interval's last microsecond)."""
     name = column.sql("snowflake")
     return evaluator.transform(parse_one(
         f"{name} >= DATEADD(MINUTE, -{OVERLAP_MINUTES}, @start_ts::TIMESTAMP_NTZ) "
-        f"AND {name} < @end_ts::TIMESTAMP_NTZ",
+        f"AND {name} <= @end_ts::TIMESTAMP_NTZ",
         read="snowflake",
     ))
 

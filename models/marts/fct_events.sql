@@ -10,12 +10,21 @@ MODEL (
   grain event_id,
   owner analytics_engineering,
   description 'One row per distinct Goodword app event (RAW duplicates removed), with its UTC event date. Late events of any age count on their own date once they arrive.',
+  /* Audited where this run wrote, not over the whole history: a run's rows are the ones that
+     arrived in its window, and a duplicate needs one of them (the merge writes nothing else). */
   audits (
-    not_null(columns := (event_id, event_date, occurred_at, has_valid_properties)),
-    unique_values(columns := (event_id)),
+    not_null(
+      columns := (event_id, event_date, occurred_at, has_valid_properties),
+      condition := @arrived(replicated_at)
+    ),
+    unique_values(
+      columns := (event_id),
+      condition := event_id IN (SELECT event_id FROM @this_model WHERE @arrived(replicated_at))
+    ),
     accepted_values_non_blocking(
       column := event_type,
-      is_in := ('session_started', 'document_created', 'document_shared', 'comment_added', 'invite_sent')
+      is_in := ('session_started', 'document_created', 'document_shared', 'comment_added', 'invite_sent'),
+      condition := @arrived(replicated_at)
     )
   ),
   column_descriptions (

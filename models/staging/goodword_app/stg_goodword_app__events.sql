@@ -54,7 +54,7 @@ WITH source AS (
     *
   FROM GOODWORD_WH.RAW.EVENTS
   WHERE
-    _replicated_at >= @start_ts::TIMESTAMP_NTZ AND _replicated_at < @end_ts::TIMESTAMP_NTZ
+    _replicated_at BETWEEN @start_ts::TIMESTAMP_NTZ AND @end_ts::TIMESTAMP_NTZ
 ), renamed AS (
   SELECT
     /* ids */
