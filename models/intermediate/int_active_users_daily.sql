@@ -1,9 +1,9 @@
 MODEL (
   name intermediate.int_active_users_daily,
-  /* DAU/WAU/MAU per date, recomputed only for the dates a run can have changed: the 28 dates each
-     arrived user-day counts towards (its own and the 27 after, MAU's reach), and the dates this
-     run's interval spans, so a day without events still gets its row. Every other date keeps its
-     row, so a run costs what arrived, not the history. */
+  /* DAU/WAU/MAU per date, recomputed only for the dates a run can have changed: the 28 dates an
+     arrived event counts towards (its own and the 27 after, MAU's reach), and the dates this run's
+     interval spans, so a day without events still gets its row. Every other date keeps its row,
+     so a run costs what arrived, not the history. */
   kind INCREMENTAL_BY_UNIQUE_KEY (
     unique_key date
   ),
@@ -22,12 +22,13 @@ MODEL (
   )
 );
 
-WITH arrived_user_days AS (
+WITH arrived_event_dates AS (
+  /* anonymous events too: they change no count, but one can be the new first event date */
   SELECT DISTINCT
     event_date
   FROM marts.fct_events
   WHERE
-    @arrived(replicated_at) AND NOT user_id IS NULL
+    @arrived(replicated_at)
 ), mau_reach AS (
   @whole_numbers(28, day_offset)
 ), first_event AS (
@@ -39,8 +40,8 @@ WITH arrived_user_days AS (
   @whole_numbers(100000, day_offset)
 ), affected_dates AS (
   SELECT
-    DATEADD(DAY, mau_reach.day_offset, arrived_user_days.event_date)::DATE AS date
-  FROM arrived_user_days
+    DATEADD(DAY, mau_reach.day_offset, arrived_event_dates.event_date)::DATE AS date
+  FROM arrived_event_dates
   CROSS JOIN mau_reach
   UNION
   SELECT
