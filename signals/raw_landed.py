@@ -15,25 +15,17 @@ Use in a model (arguments are SQL string literals):
 from __future__ import annotations
 
 import typing as t
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlglot import exp
 from sqlmesh import signal
 
+# SQLMesh imports signal files as modules of the project (signals.<file>), from its root.
+from signals.arrivals import as_utc
+
 if t.TYPE_CHECKING:
     from sqlmesh import ExecutionContext
     from sqlmesh.utils.date import DatetimeRanges
-
-
-def as_utc(value: t.Any) -> datetime | None:
-    """A warehouse timestamp as an aware UTC datetime (TIMESTAMP_NTZ is stored in UTC)."""
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        value = datetime.fromisoformat(str(value))
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 def ready_intervals(batch: DatetimeRanges, watermark: datetime | None, tolerance: timedelta) -> bool | DatetimeRanges:

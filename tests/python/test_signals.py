@@ -19,6 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _load():
+    # as SQLMesh loads it: a module of the project, whose root is on the path
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
     spec = importlib.util.spec_from_file_location("raw_landed_under_test", REPO / "signals" / "raw_landed.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
