@@ -4,33 +4,21 @@ warehouse nothing but those probes, while a tick after one landed batch does the
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 
 from meshctl import raw_warehouse
 from meshctl.demo_data import DemoParams, append_day, generate
 from meshctl.gateways import open_context
 from meshctl.raw_schema import raw_tables
+from project_files import project_module
 from raw_helpers import fetch, isolated_settings
 
-REPO = Path(__file__).resolve().parents[2]
 UTC = timezone.utc
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("arrivals_under_test", REPO / "signals" / "arrivals.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-arrivals = _load()
+arrivals = project_module("signals.arrivals")
 
 
 def _quarters(start: datetime, count: int) -> list[tuple[datetime, datetime]]:

@@ -5,8 +5,6 @@ test_scheduler_processes.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,21 +13,12 @@ import duckdb
 import pytest
 from sqlmesh.core.config import DuckDBConnectionConfig
 
+from project_files import project_module
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load():
-    # as SQLMesh loads it: a module of the project, whose root is on the path
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    spec = importlib.util.spec_from_file_location("raw_landed_under_test", REPO / "signals" / "raw_landed.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-raw_landed = _load()
+raw_landed = project_module("signals.raw_landed")
 UTC = timezone.utc
 
 
