@@ -357,11 +357,15 @@ class ChildRunner:
                 pass
         pump.join(timeout=5)
         result = self._read(result_path)
+        # A child killed at the deadline may already have written its result (it was exiting):
+        # the outcome of the kill wins over the status it wrote; what it built is kept.
         if outcome == "timeout":
             limit = settings.run_time_limit_seconds
-            return Attempt("timeout", error=f"run exceeded its time limit of {limit:.0f}s and was killed", **result)
+            return Attempt(**{**result, "status": "timeout",
+                              "error": f"run exceeded its time limit of {limit:.0f}s and was killed"})
         if outcome == "interrupted":
-            return Attempt("interrupted", error="shutdown grace period ran out; run killed", **result)
+            return Attempt(**{**result, "status": "interrupted",
+                              "error": "shutdown grace period ran out; run killed"})
         if "status" not in result:
             rc = proc.returncode
             how = f"killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"

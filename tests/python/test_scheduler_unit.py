@@ -237,3 +237,29 @@ def test_notifications_are_built_from_settings(settings):
     assert kinds == ["slack_webhook", "smtp"]
     # Unreachable targets are logged, never raised.
     assert notify.run_failed(configured.model_copy(update={"smtp_host": None}), "x", "y") == 0
+
+
+def test_a_child_killed_after_writing_its_result_is_a_timeout(settings, tmp_path, monkeypatch):
+    """The child wrote {"status": "success", ...} and then hung on its way out: at the deadline the
+    runner kills it and reports a timeout (it raised TypeError: a keyword given twice)."""
+    import subprocess
+    import sys
+
+    from meshctl import scheduler
+
+    real_popen = subprocess.Popen
+
+    def wrote_then_hung(args, **kwargs):
+        result_path = args[args.index("--child") + 1]
+        script = (f"import json, pathlib, time; pathlib.Path({result_path!r}).write_text("
+                  "json.dumps({'status': 'success', 'models': ['m'], 'error': None})); time.sleep(60)")
+        return real_popen([sys.executable, "-c", script], **kwargs)
+
+    monkeypatch.setattr(scheduler.subprocess, "Popen", wrote_then_hung)
+    runner = scheduler.ChildRunner()
+    runner.poll_seconds = 0.1
+    attempt = runner(settings, deadline=time.monotonic() + 2, stop=threading.Event(), tick=lambda: None,
+                     log_path=tmp_path / "run.log")
+    assert attempt.status == "timeout"
+    assert attempt.models == ["m"]
+    assert "time limit of 60s" in attempt.error
