@@ -20,6 +20,11 @@ log = logging.getLogger("meshctl.auth")
 HEALTH_PATH = "/healthz"
 
 
+def _escaped(text: str) -> str:
+    """`text` with control characters (line breaks included) and backslashes as escapes."""
+    return text.encode("unicode_escape").decode("ascii")
+
+
 class BasicAuthMiddleware:
     def __init__(self, app, username: str | None, password: str | None, realm: str = "Goodword SQLMesh"):
         """`password=None` turns authentication off (only for `--insecure-no-auth`)."""
@@ -57,7 +62,9 @@ class BasicAuthMiddleware:
             await self.app(scope, receive, send)
             return
         client = scope.get("client") or ("?", 0)
-        log.warning("401 %s %s from %s", scope.get("method", kind.upper()), scope.get("path"), client[0])
+        # The path is the client's, URL-decoded: escaped, a %0a in it cannot start a log line.
+        log.warning("401 %s %s from %s", scope.get("method", kind.upper()),
+                    _escaped(scope.get("path") or ""), client[0])
         if kind == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
