@@ -28,12 +28,11 @@ def calendar_days(evaluator, source: exp.Expression, first_date: exp.Expression,
                   last_date: exp.Expression) -> exp.Query:
     """`SELECT date_day`: every day from MIN(first_date) in `source` through `last_date` (up to
     100,000 days); the marts pass `@closed_through_date()` (macros/arrivals.py)."""
-    latest = last_date
     day = "DATEADD(DAY, offsets.day_offset, spine.first_date)::DATE"
     query = (
         f"SELECT {day} AS date_day "
         f"FROM (SELECT MIN({first_date.sql('snowflake')}) AS first_date FROM {source.sql('snowflake')}) AS spine "
         f"CROSS JOIN ({_whole_numbers_sql(100_000, 'day_offset')}) AS offsets "
-        f"WHERE {day} <= {latest.sql('snowflake')}"
+        f"WHERE {day} <= {last_date.sql('snowflake')}"
     )
     return parse_one(query, read="snowflake")

@@ -84,5 +84,4 @@ def anything_arrived(batch: DatetimeRanges, marks: dict[str, datetime | None]) -
 @signal()
 def raw_arrivals(batch: DatetimeRanges, context: ExecutionContext) -> bool:
     """Ready when any RAW table received rows since these intervals' start (less one interval)."""
-    tick = as_utc(batch[-1][1]) or datetime.now(timezone.utc)
-    return anything_arrived(batch, watermarks(context.engine_adapter, tick))
+    return anything_arrived(batch, watermarks(context.engine_adapter, as_utc(batch[-1][1])))
