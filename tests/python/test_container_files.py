@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 import sys
 from pathlib import Path
 
@@ -40,8 +41,12 @@ def test_dockerfile_pins_base_installs_with_constraints_and_runs_unprivileged():
     ins = _instructions()
     bases = [rest.split()[0] for word, rest in ins if word == "FROM"]
     assert bases and all(re.fullmatch(r"python:3\.11\.\d+-slim-\w+", b) for b in bases), bases
-    runs = " ".join(rest for word, rest in ins if word == "RUN")
-    assert "pip install --no-cache-dir -c constraints.txt ." in runs
+    runs = " ".join(" ".join(rest.split()) for word, rest in ins if word == "RUN")
+    # Wheels only (the official base has no compiler), every version from constraints.txt, then
+    # pip check and the installed set held to constraints.txt.
+    assert "install --no-cache-dir --only-binary :all: -c constraints.txt ." in runs
+    assert "/opt/venv/bin/python check" in runs
+    assert "freeze --exclude goodword-sqlmesh" in runs and "grep -vxFf constraints.txt" in runs
     users = [rest for word, rest in ins if word == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     health = [rest for word, rest in ins if word == "HEALTHCHECK"]
@@ -110,3 +115,62 @@ def test_compose_config_when_a_compose_binary_exists():
         return
     proc = subprocess.run([docker, "compose", "--profile", "local", "config", "--quiet"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def _dockerfile_env() -> dict[str, str]:
+    env = {}
+    for word, rest in _instructions():
+        if word == "ENV":
+            for item in rest.split():
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+def test_image_puts_every_writable_path_under_the_service_users_home():
+    """A setting whose default is relative to the project lands in root-owned /app in the image
+    (`meshctl demo` failed with PermissionError: '/app/data'): the image sets each one."""
+    from meshctl.settings import Settings
+
+    env = _dockerfile_env()
+    relative = {
+        field.alias
+        for field in Settings.model_fields.values()
+        if isinstance(field.default, Path) and not field.default.is_absolute()
+    }
+    assert relative >= {"LOCAL_DATA_DIR", "MESHCTL_HEARTBEAT_PATH", "MESHCTL_BUNDLE_DIR"}, relative
+    for alias in sorted(relative):
+        assert env.get(alias, "").startswith("/var/lib/meshctl/"), f"{alias} is not set under /var/lib/meshctl"
+    assert env["SQLMESH__CACHE_DIR"].startswith("/var/lib/meshctl/")
+    assert env["MESHCTL_PROJECT_DIR"] == "/app"
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_constraints_list_exactly_what_the_environment_installs():
+    """constraints.txt is `pip freeze` of `.[dev]`: nothing installed unpinned, nothing pinned that
+    no requirement pulls in (a stale pin such as the source-only psycopg2 would hide there)."""
+    import importlib.metadata as md
+
+    installed = {
+        re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in md.distributions()
+    }
+    for tool in ("pip", "setuptools", "wheel", "goodword-sqlmesh"):
+        installed.pop(tool, None)
+    assert installed == _pins()
+
+
+def test_one_psycopg2_and_it_is_the_binary_wheel():
+    import importlib.metadata as md
+
+    assert "psycopg2" not in _pins(), "the source-only psycopg2 needs a compiler, pg_config and libpq.so.5"
+    assert md.packages_distributions()["psycopg2"] == ["psycopg2-binary"]
+    deps = " ".join(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    assert "postgres" not in re.search(r"sqlmesh(\[[^\]]*\])?==", deps).group(0), deps
