@@ -10,6 +10,7 @@ in it and never removes the directory itself; files that are not the warehouse's
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from pathlib import Path
 
@@ -51,6 +52,23 @@ def reset_warehouse(data_dir: Path) -> list[Path]:
     return removed
 
 
+def ensure_writable(data_dir: Path) -> None:
+    """One clear line instead of a traceback when LOCAL_DATA_DIR cannot be written (in a
+    container: a bind mount the service user does not own)."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        writable = os.access(data_dir, os.W_OK | os.X_OK)
+    except OSError as exc:
+        writable, why = False, exc.strerror
+    else:
+        why = "permission denied"
+    if not writable:
+        raise click.ClickException(
+            f"cannot write the local warehouse in {data_dir} ({why}) as uid {os.getuid()}: set "
+            "LOCAL_DATA_DIR to a writable directory, or mount a volume the service user owns"
+        )
+
+
 def is_complete(data_dir: Path) -> bool:
     return (data_dir / COMPLETE_MARKER).is_file()
 
@@ -87,6 +105,7 @@ def demo_command(ctx: click.Context, if_missing: bool) -> None:
     settings: Settings = ctx.obj.model_copy(update={"gateway": "local"})
     began = time.monotonic()
     data_dir = settings.resolve(settings.local_data_dir)
+    ensure_writable(data_dir)
     if if_missing and is_complete(data_dir):
         click.echo(f"Keeping the demo warehouse in {data_dir} (built "
                    f"{(data_dir / COMPLETE_MARKER).read_text().strip()}); `meshctl demo` rebuilds it")

@@ -47,3 +47,13 @@ def test_demo_builds_in_place_then_if_missing_keeps_it(tmp_path, monkeypatch):
     assert again.exit_code == 0, again.output
     assert "Keeping the demo warehouse" in again.output and "METRICS_DAILY" not in again.output
     assert (data / "goodword_wh.duckdb").stat().st_mtime_ns == built
+
+
+def test_demo_says_in_one_line_when_the_data_directory_is_not_writable(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the data directory's parent should be")
+    settings = isolated_settings(blocker, monkeypatch)
+    result = CliRunner().invoke(demo_command, [], obj=settings)
+    assert result.exit_code == 1
+    assert "cannot write the local warehouse in" in result.output and "LOCAL_DATA_DIR" in result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
