@@ -45,18 +45,27 @@ clean:
 bench: setup  ## timings and peak memory at one year of events on `local` (README "Benchmark")
 	python bench/benchmark.py $(BENCH_ARGS)
 
-# The service in containers (Docker Compose). `up` includes the local PostgreSQL state database;
-# production hosts run `docker compose up -d` (no `local` profile) with their env file.
+# The service in containers (Docker Compose), profile `local`: ui (:8000 on loopback), scheduler,
+# each with its own demo warehouse, and a PostgreSQL for the scheduler's lock and run history.
+# Settings: deploy/compose.env, made from deploy/compose.env.example on first use. Production hosts
+# run `docker compose up -d` (no profile) with their own env file (deploy/server.yaml).
 COMPOSE ?= docker compose
+COMPOSE_ENV ?= deploy/compose.env
+COMPOSE_LOCAL = MESHCTL_ENV_FILE=$(COMPOSE_ENV) $(COMPOSE) --env-file $(COMPOSE_ENV) --profile local
 
-up:  ## build the image and start ui (:8000), scheduler and a local state database
-	$(COMPOSE) --profile local up -d --build
+$(COMPOSE_ENV):
+	cp deploy/compose.env.example $@
+	@echo "wrote $@ from deploy/compose.env.example (UI login: admin / local-demo)"
 
-down:  ## stop and remove the service containers (volumes kept)
-	$(COMPOSE) --profile local down
+up: $(COMPOSE_ENV)  ## build the image, start ui (127.0.0.1:8000), scheduler and a local state DB
+	$(COMPOSE_LOCAL) up -d --build
+	@echo "UI: http://$$(grep -E '^MESHCTL_UI_PUBLISH=' $(COMPOSE_ENV) | cut -d= -f2) (login in $(COMPOSE_ENV)); make logs / make down"
 
-logs:  ## follow the service logs
-	$(COMPOSE) --profile local logs -f --tail=200
+down: $(COMPOSE_ENV)  ## stop and remove the service containers (volumes kept: docker compose down -v drops them)
+	$(COMPOSE_LOCAL) down
+
+logs: $(COMPOSE_ENV)  ## follow the service logs
+	$(COMPOSE_LOCAL) logs -f --tail=200
 
 .PHONY: deploy-lint
 deploy-lint: setup  ## cfn-lint the CloudFormation templates (deploy/*.yaml)

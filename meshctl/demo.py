@@ -2,12 +2,17 @@
 
 Fresh demo RAW data, every model built with `plan` on `prod`, then rows per mart and a few
 headline metrics. No credentials: DuckDB files under LOCAL_DATA_DIR.
+
+LOCAL_DATA_DIR may be a mount point (a container volume), so a reset empties the warehouse files
+in it and never removes the directory itself; files that are not the warehouse's stay.
 """
 
 from __future__ import annotations
 
-import shutil
+import datetime as dt
+import os
 import time
+from pathlib import Path
 
 import click
 
@@ -24,6 +29,48 @@ MARTS = (
     "FCT_MRR_DAILY",
     "METRICS_DAILY",
 )
+
+
+# Written last, once every model is built: `--if-missing` keeps only a warehouse that has it.
+COMPLETE_MARKER = ".demo-complete"
+# The local gateway's DuckDB files (config.yaml attaches every catalog in LOCAL_DATA_DIR), with
+# their write-ahead logs; the embedded SQLMesh state is in the first catalog.
+WAREHOUSE_PATTERNS = ("*.duckdb", "*.duckdb.wal")
+
+
+def warehouse_files(data_dir: Path) -> list[Path]:
+    files = {p for pattern in WAREHOUSE_PATTERNS for p in data_dir.glob(pattern) if p.is_file()}
+    marker = data_dir / COMPLETE_MARKER
+    return sorted(files | ({marker} if marker.exists() else set()))
+
+
+def reset_warehouse(data_dir: Path) -> list[Path]:
+    """Remove the local warehouse (and its marker) from data_dir, keeping the directory."""
+    removed = warehouse_files(data_dir)
+    for path in removed:
+        path.unlink()
+    return removed
+
+
+def ensure_writable(data_dir: Path) -> None:
+    """One clear line instead of a traceback when LOCAL_DATA_DIR cannot be written (in a
+    container: a bind mount the service user does not own)."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        writable = os.access(data_dir, os.W_OK | os.X_OK)
+    except OSError as exc:
+        writable, why = False, exc.strerror
+    else:
+        why = "permission denied"
+    if not writable:
+        raise click.ClickException(
+            f"cannot write the local warehouse in {data_dir} ({why}) as uid {os.getuid()}: set "
+            "LOCAL_DATA_DIR to a writable directory, or mount a volume the service user owns"
+        )
+
+
+def is_complete(data_dir: Path) -> bool:
+    return (data_dir / COMPLETE_MARKER).is_file()
 
 
 def summary(context) -> list[str]:
@@ -46,21 +93,35 @@ def summary(context) -> list[str]:
 
 
 @click.command("demo")
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    help="Keep a warehouse an earlier demo completed; build one only if there is none "
+    "(how docker-compose.yml's `local` profile seeds each role's volume on first start).",
+)
 @click.pass_context
-def demo_command(ctx: click.Context) -> None:
+def demo_command(ctx: click.Context, if_missing: bool) -> None:
     """Reset the local warehouse, generate demo RAW data, build everything, print a summary."""
     settings: Settings = ctx.obj.model_copy(update={"gateway": "local"})
     began = time.monotonic()
     data_dir = settings.resolve(settings.local_data_dir)
-    if data_dir.exists():
+    ensure_writable(data_dir)
+    if if_missing and is_complete(data_dir):
+        click.echo(f"Keeping the demo warehouse in {data_dir} (built "
+                   f"{(data_dir / COMPLETE_MARKER).read_text().strip()}); `meshctl demo` rebuilds it")
+        return
+    if data_dir.is_dir() and warehouse_files(data_dir):
         # Demo RAW is regenerated whole, so the marts and the embedded state start over with it.
+        # The files go, not the directory: it may be a mount point.
         click.echo(f"Resetting {data_dir} (local DuckDB warehouse and state)")
-        shutil.rmtree(data_dir)
+        reset_warehouse(data_dir)
     ctx.obj = settings
     ctx.invoke(demo_data_command)
     with open_context(settings) as context:
         context.plan("prod", auto_apply=True, no_prompts=True)
         for line in summary(context):
             click.echo(line)
-    click.echo(f"\nDemo built in {time.monotonic() - began:.0f}s. Next: `sqlmesh plan`, "
-               "`sqlmesh run`, `sqlmesh ui` (activate .venv first).")
+    (data_dir / COMPLETE_MARKER).write_text(dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds") + "\n")
+    click.echo(f"\nDemo built in {time.monotonic() - began:.0f}s in {data_dir}. Next: `sqlmesh plan`, "
+               "`sqlmesh run`, `sqlmesh ui` (activate .venv first), or `meshctl ui` / "
+               "`meshctl sqlmesh plan` in the container.")
