@@ -10,13 +10,17 @@ data (Snowflake answers MAX of a column from metadata, without a warehouse).
 The gate looks at every source at once, not only at the model's own: USERS, EVENTS and the Stripe
 streams gain rows only when something happened, and SQLMesh holds a model whenever one of its
 parents is held, so a per-source gate would stall every mart behind a quiet table.
+
+It also opens, with nothing new, on the first tick at or after `sync_gap_hours` past a midnight:
+that is when the whole-days rule (macros/arrivals.py, closed_through_date) stops waiting for a
+quiet Stripe and publishes the day before, which only a run can do.
 """
 
 from __future__ import annotations
 
 import time
 import typing as t
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlglot import exp
 from sqlmesh import signal
@@ -81,7 +85,19 @@ def anything_arrived(batch: DatetimeRanges, marks: dict[str, datetime | None]) -
     return any(mark is not None and mark >= since for mark in marks.values())
 
 
+def day_released(batch: DatetimeRanges, sync_gap_hours: int) -> bool:
+    """True when `sync_gap_hours` past some midnight falls after the last run (the first missing
+    interval's start) and at or before this one (the last interval's end)."""
+    last_run, tick = as_utc(batch[0][0]), as_utc(batch[-1][1])
+    gap = timedelta(hours=sync_gap_hours)
+    release = datetime.combine((tick - gap).date(), datetime.min.time(), timezone.utc) + gap
+    return last_run < release <= tick
+
+
 @signal()
-def raw_arrivals(batch: DatetimeRanges, context: ExecutionContext) -> bool:
-    """Ready when any RAW table received rows since these intervals' start (less one interval)."""
+def raw_arrivals(batch: DatetimeRanges, context: ExecutionContext, sync_gap_hours: int) -> bool:
+    """Ready when any RAW table received rows since these intervals' start (less one interval),
+    or when the whole-days rule releases a day by time (`sync_gap_hours` past a midnight)."""
+    if day_released(batch, sync_gap_hours):
+        return True
     return anything_arrived(batch, watermarks(context.engine_adapter, as_utc(batch[-1][1])))

@@ -36,6 +36,21 @@ def test_anything_arrived_looks_one_interval_before_the_missing_ones():
     assert arrivals.anything_arrived(batch, {"A": None}) is False  # empty tables: nothing landed
 
 
+def test_the_tick_that_releases_a_day_by_time_opens_the_gate():
+    """A quiet Stripe holds a day until 7 h past its midnight (closed_through_date): the first run
+    at or after 07:00 must evaluate, with nothing new, to publish it; the runs around it need not."""
+    day = datetime(2026, 3, 14, tzinfo=UTC)
+    assert arrivals.day_released(_quarters(day + timedelta(hours=6, minutes=45), 1), 7)
+    assert not arrivals.day_released(_quarters(day + timedelta(hours=6, minutes=30), 1), 7)
+    assert not arrivals.day_released(_quarters(day + timedelta(hours=7), 1), 7)
+    # a run held since the evening before (nothing landed overnight) still crosses 07:00
+    assert arrivals.day_released(_quarters(day - timedelta(hours=3), 41), 7)
+    # the gate opens on it without asking the warehouse
+    context = SimpleNamespace(engine_adapter=None)
+    assert arrivals.raw_arrivals(_quarters(day + timedelta(hours=6, minutes=45), 1), context,
+                                 sync_gap_hours=7) is True
+
+
 def test_one_probe_per_table_per_run():
     statements = []
 
@@ -49,10 +64,10 @@ def test_one_probe_per_table_per_run():
     context = SimpleNamespace(engine_adapter=adapter)
     batch = _quarters(datetime(2026, 3, 2, 10, 0, tzinfo=UTC), 1)
     for _ in range(6):  # six staging models ask in one run
-        assert arrivals.raw_arrivals(batch, context) is True
+        assert arrivals.raw_arrivals(batch, context, sync_gap_hours=7) is True
     assert len(statements) == len(arrivals.ARRIVAL_COLUMNS)
     assert all(s.startswith("SELECT MAX(") for s in statements)
-    arrivals.raw_arrivals(_quarters(tick, 1), context)  # the next run probes again
+    arrivals.raw_arrivals(_quarters(tick, 1), context, sync_gap_hours=7)  # the next run probes again
     assert len(statements) == 2 * len(arrivals.ARRIVAL_COLUMNS)
 
 

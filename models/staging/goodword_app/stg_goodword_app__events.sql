@@ -12,7 +12,7 @@ MODEL (
      in a later window; marts.fct_events keeps one row per event */
   grain (event_id, replicated_at),
   owner analytics_engineering,
-  signals [raw_arrivals()],
+  signals [raw_arrivals(sync_gap_hours := @VAR('airbyte_max_sync_gap_hours'))],
   description 'Goodword app events as they arrive: one row per event ID per 15-minute arrival window (copies within a window removed; a copy retried in a later batch appears again, FCT_EVENTS keeps one); PROPERTIES parsed from text, kept only when it is a JSON object.',
   audits (
     not_null(columns := (event_id, occurred_at)),

@@ -5,7 +5,7 @@ MODEL (
   owner analytics_engineering,
   /* A view (ORGANIZATIONS is small and reloaded in full); evaluated, and audited, only on runs
      after something landed in RAW. */
-  signals [raw_arrivals()],
+  signals [raw_arrivals(sync_gap_hours := @VAR('airbyte_max_sync_gap_hours'))],
   description 'Goodword organizations as replicated from the app (full reload, one row per ID): renamed, typed, country code upper-cased.',
   audits (
     not_null(columns := (organization_id)),

@@ -3,7 +3,7 @@ MODEL (
   kind VIEW,
   grain user_id,
   owner analytics_engineering,
-  signals [raw_arrivals()],
+  signals [raw_arrivals(sync_gap_hours := @VAR('airbyte_max_sync_gap_hours'))],
   description 'Goodword users, latest replicated version per ID (greatest UPDATED_AT, then greatest _REPLICATED_AT); email lower-cased and trimmed.',
   audits (
     not_null(columns := (user_id)),

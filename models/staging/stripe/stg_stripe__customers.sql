@@ -3,7 +3,7 @@ MODEL (
   kind VIEW,
   grain stripe_customer_id,
   owner analytics_engineering,
-  signals [raw_arrivals()],
+  signals [raw_arrivals(sync_gap_hours := @VAR('airbyte_max_sync_gap_hours'))],
   description 'Stripe customers landed by Airbyte (one row per ID): Unix times as TIMESTAMP_NTZ, the Goodword organization ID the app writes into metadata extracted as a number.',
   audits (
     not_null(columns := (stripe_customer_id)),

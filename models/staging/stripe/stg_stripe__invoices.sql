@@ -3,7 +3,7 @@ MODEL (
   kind VIEW,
   grain invoice_id,
   owner analytics_engineering,
-  signals [raw_arrivals()],
+  signals [raw_arrivals(sync_gap_hours := @VAR('airbyte_max_sync_gap_hours'))],
   description 'Stripe invoices landed by Airbyte (one row per ID): amounts from minor units (cents) to major units, Unix times (including STATUS_TRANSITIONS) as TIMESTAMP_NTZ.',
   audits (
     not_null(columns := (invoice_id, stripe_customer_id)),

@@ -3,7 +3,7 @@ MODEL (
   kind VIEW,
   grain subscription_id,
   owner analytics_engineering,
-  signals [raw_arrivals()],
+  signals [raw_arrivals(sync_gap_hours := @VAR('airbyte_max_sync_gap_hours'))],
   description 'Stripe subscriptions landed by Airbyte (one row per ID): Unix times as TIMESTAMP_NTZ; ITEMS kept as VARIANT for int_stripe_subscription_items.',
   audits (
     not_null(columns := (subscription_id, stripe_customer_id, status)),
