@@ -77,27 +77,38 @@ def watermarks(adapter: EngineAdapter, tick: datetime) -> dict[str, datetime | N
     return marks
 
 
-def anything_arrived(batch: DatetimeRanges, marks: dict[str, datetime | None]) -> bool:
-    """True when some table has rows at or after the first missing interval's start, less one
-    interval (the overlap re-read by every arrival window)."""
-    first_start, first_end = (as_utc(ts) for ts in batch[0])
-    since = first_start - (first_end - first_start)
+def since_last_run(batch: DatetimeRanges, lookback: int = 0) -> datetime:
+    """When the last run that evaluated the model ended: the start of its first missing interval.
+    A model with `lookback N` is handed its N intervals before that one too."""
+    return as_utc(batch[min(lookback, len(batch) - 1)][0])
+
+
+def anything_arrived(batch: DatetimeRanges, marks: dict[str, datetime | None], lookback: int = 0) -> bool:
+    """True when some table has rows at or after the last run, less one interval (the overlap
+    re-read by every arrival window, for a batch stamped before that tick and committed after)."""
+    start, end = (as_utc(ts) for ts in batch[0])
+    since = since_last_run(batch, lookback) - (end - start)
     return any(mark is not None and mark >= since for mark in marks.values())
 
 
-def day_released(batch: DatetimeRanges, sync_gap_hours: int) -> bool:
-    """True when `sync_gap_hours` past some midnight falls after the last run (the first missing
-    interval's start) and at or before this one (the last interval's end)."""
-    last_run, tick = as_utc(batch[0][0]), as_utc(batch[-1][1])
+def day_released(batch: DatetimeRanges, sync_gap_hours: int, lookback: int = 0) -> bool:
+    """True when `sync_gap_hours` past some midnight falls after the last run and at or before
+    this one (the last interval's end)."""
+    last_run, tick = since_last_run(batch, lookback), as_utc(batch[-1][1])
     gap = timedelta(hours=sync_gap_hours)
     release = datetime.combine((tick - gap).date(), datetime.min.time(), timezone.utc) + gap
     return last_run < release <= tick
 
 
 @signal()
-def raw_arrivals(batch: DatetimeRanges, context: ExecutionContext, sync_gap_hours: int) -> bool:
-    """Ready when any RAW table received rows since these intervals' start (less one interval),
-    or when the whole-days rule releases a day by time (`sync_gap_hours` past a midnight)."""
-    if day_released(batch, sync_gap_hours):
+def raw_arrivals(batch: DatetimeRanges, context: ExecutionContext, sync_gap_hours: int,
+                 snapshot: t.Any = None) -> bool:
+    """Ready when any RAW table received rows since the last run (less one interval), or when the
+    whole-days rule releases a day by time (`sync_gap_hours` past a midnight)."""
+    # (SQLMesh passes the model's Snapshot; typed Any: SQLMesh coerces the arguments by their
+    # type hints, and a name it cannot resolve would turn that off for all of them.)
+    lookback = snapshot.model.lookback if snapshot is not None and snapshot.is_model else 0
+    if day_released(batch, sync_gap_hours, lookback):
         return True
-    return anything_arrived(batch, watermarks(context.engine_adapter, as_utc(batch[-1][1])))
+    marks = watermarks(context.engine_adapter, as_utc(batch[-1][1]))
+    return anything_arrived(batch, marks, lookback)

@@ -34,6 +34,11 @@ def test_anything_arrived_looks_one_interval_before_the_missing_ones():
     assert arrivals.anything_arrived(batch, {**quiet, "B": datetime(2026, 3, 2, 9, 50, tzinfo=UTC)})
     assert arrivals.anything_arrived(batch, {"A": datetime(2026, 3, 2, 10, 20, tzinfo=UTC)})
     assert arrivals.anything_arrived(batch, {"A": None}) is False  # empty tables: nothing landed
+    # staging events has `lookback 1`: SQLMesh hands it the interval before the missing ones too,
+    # which is no later run; the gate still looks back from 10:00
+    with_lookback = _quarters(datetime(2026, 3, 2, 9, 45, tzinfo=UTC), 3)
+    assert arrivals.anything_arrived(with_lookback, quiet, lookback=1) is False
+    assert arrivals.anything_arrived(with_lookback, {"A": datetime(2026, 3, 2, 9, 50, tzinfo=UTC)}, lookback=1)
 
 
 def test_the_tick_that_releases_a_day_by_time_opens_the_gate():
@@ -113,17 +118,19 @@ def test_a_tick_with_nothing_new_sends_only_the_probes(tmp_path, monkeypatch):
                      skip_tests=True, skip_linter=True)
         events_before = fetch(context.engine_adapter, 'SELECT COUNT(*) AS N FROM "GOODWORD_WH"."MARTS"."FCT_EVENTS"')
 
-        # 00:45 still re-reads the overlap of the 00:00 batch; from 01:00 nothing is new.
-        assert context.run(execution_time=datetime(2026, 3, 11, 0, 45)).is_success
+        # The 00:00 batch was read by the 00:30 build, whose overlap reaches back to 00:15: from
+        # the next tick on, nothing is new (staging events' lookback included).
         evaluated.clear()
         sent = _statements(monkeypatch)
-        assert context.run(execution_time=datetime(2026, 3, 11, 1, 0)).is_success
+        assert context.run(execution_time=datetime(2026, 3, 11, 0, 45)).is_success
         assert evaluated == [], f"a tick with nothing new evaluated {evaluated}"
         # On `local` SQLMesh keeps its state in the same DuckDB file (schema "sqlmesh"); in
         # production that is PostgreSQL, so those statements never reach the warehouse.
+        # A new context also asks the catalog which model tables exist (metadata, no table data).
         warehouse = [s for s in sent if '"sqlmesh".' not in s]
         probes = [s for s in warehouse if s.upper().startswith("SELECT MAX(")]
-        data = [s for s in warehouse if s not in probes]
+        catalog = [s for s in warehouse if s == "SELECT CURRENT_CATALOG" or "information_schema" in s]
+        data = [s for s in warehouse if s not in probes and s not in catalog]
         assert len(probes) == 6, probes
         assert data == [], f"statements beyond the watermark probes: {data}"
         monkeypatch.undo()  # the evaluator and the adapter as they were
