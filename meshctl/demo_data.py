@@ -167,7 +167,7 @@ def read_users(adapter: EngineAdapter, table: RawTable, last_batch_us: int) -> d
 
 
 def append_day(adapter: EngineAdapter, tables: dict[str, RawTable], seed: int,
-               events_per_day: int, echo: Echo) -> date:
+               events_per_day: int, echo: Echo, *, now: datetime | None = None) -> date:
     """Append the batch of the day after the newest one in RAW; returns that day.
 
     The day brings its own events plus late ones for the previous three days, new users and new
@@ -182,7 +182,10 @@ def append_day(adapter: EngineAdapter, tables: dict[str, RawTable], seed: int,
         raise click.ClickException("RAW EVENTS is empty: run `meshctl demo-data` first.")
     day_start = int(_us([last_batch])[0])
     floor_us = int(_us([first_event])[0]) // DAY * DAY
-    batch_at = day_start + DAY
+    # Lands at the midnight that closes the day, or just before `now` when that is still to come:
+    # a run on the real clock only processes RAW that landed before it.
+    now_us = int((now or datetime.now(timezone.utc)).timestamp() * US)
+    batch_at = min(day_start + DAY, now_us - US)
     gen = demo_app.rng(seed, demo_app.STREAM_APPEND, demo_app.day_ordinal(day_start))
 
     org_columns = [c for c in tables[ORGS].column_names if c != "_REPLICATED_AT"]
@@ -228,6 +231,9 @@ def append_day(adapter: EngineAdapter, tables: dict[str, RawTable], seed: int,
     user_rows = demo_app.users_batch(users, seed, day_start)
     event_rows = demo_app.events_batch(users, seed, day_start, int(max_event) + 1,
                                        events_per_day, floor_us)
+    if batch_at < day_start + DAY:  # the batches are stamped with the midnight: move them to now
+        for rows in (user_rows, event_rows):
+            rows["_REPLICATED_AT"] = demo_app.as_datetime(np.full(len(rows), batch_at))
     raw_warehouse.append_frame(adapter, tables[USERS], user_rows)
     raw_warehouse.append_frame(adapter, tables[EVENTS], event_rows)
     echo(f"{USERS}: +{len(user_rows):,} rows")
@@ -241,6 +247,10 @@ def append_day(adapter: EngineAdapter, tables: dict[str, RawTable], seed: int,
 
     changes = demo_stripe.append_changes(gen, subscriptions, orgs.loc[upgraded], orgs.loc[moved],
                                          day_start, floor_us + DAY)
+    synced = datetime.fromtimestamp(batch_at / US, tz=timezone.utc)  # Airbyte's sync: same clamp
+    for rows in changes.values():
+        for row in rows:
+            row["_AIRBYTE_EXTRACTED_AT"] = min(row["_AIRBYTE_EXTRACTED_AT"], synced)
     write_stripe(adapter, tables, changes, upsert=True)
     for name, rows in changes.items():
         echo(f"{STRIPE}{name}: {len(rows):,} rows upserted")
