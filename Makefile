@@ -42,7 +42,7 @@ clean:
 	rm -rf data/local data/fakesnow .cache logs
 
 .PHONY: bench
-bench: setup  ## timings and peak memory at one year of events on `local` (README "Benchmark")
+bench: setup  ## cost of the daily job's ticks at 365 and 90 days of events on `local` (README "Benchmark")
 	python bench/benchmark.py $(BENCH_ARGS)
 
 # The service in containers (Docker Compose), profile `local`: ui (:8000 on loopback), scheduler,
