@@ -53,6 +53,33 @@ def _honour_overwrite(write_pandas):
     return wrapper
 
 
+def _views_listed(get_data_objects):
+    """fakesnow's INFORMATION_SCHEMA.TABLES lists no views (Snowflake's lists them with TABLE_TYPE
+    'VIEW'), so SQLMesh would think a view model's physical view is missing and fail on the next
+    run with "View ... already exists". Add the views from INFORMATION_SCHEMA.VIEWS, which
+    fakesnow fills."""
+    from sqlglot import exp
+    from sqlmesh.core.dialect import to_schema
+    from sqlmesh.core.engine_adapter.shared import DataObject, DataObjectType
+
+    def wrapper(self, schema_name, object_names=None):
+        found = get_data_objects(self, schema_name, object_names)
+        schema = to_schema(schema_name)
+        db, catalog = schema.db, schema.catalog or self.get_current_catalog()
+        query = (exp.select("TABLE_NAME")
+                 .from_(exp.table_("VIEWS", db="INFORMATION_SCHEMA", catalog=catalog))
+                 .where(exp.column("TABLE_SCHEMA").eq(db)))
+        if object_names:
+            query = query.where(exp.column("TABLE_NAME").isin(*object_names))
+        known = {obj.name for obj in found}
+        for (name,) in self.fetchall(query, quote_identifiers=True):
+            if name not in known:
+                found.append(DataObject(catalog=catalog, schema=db, name=name, type=DataObjectType.VIEW))
+        return found
+
+    return wrapper
+
+
 def _emulated_connect(connect, data_dir: Path):
     """Refuse a wrong password, and attach every database an earlier process created: fakesnow
     attaches only the connection's own database, so AIRBYTE_DB would look empty to a new process
@@ -100,6 +127,8 @@ def emulation(settings: Settings, gateway: str) -> Iterator[None]:
                 _emulated_connect(snowflake.connector.connect, data_dir),
             ),
             mock.patch.object(SnowflakeEngineAdapter, "create_table", create_table),
+            mock.patch.object(SnowflakeEngineAdapter, "_get_data_objects",
+                              _views_listed(SnowflakeEngineAdapter._get_data_objects)),
             mock.patch.object(
                 pandas_tools, "write_pandas", _honour_overwrite(pandas_tools.write_pandas)
             ),

@@ -326,6 +326,9 @@ class ChildRunner:
             MESHCTL_ENVIRONMENT=settings.environment,
             PYTHONUNBUFFERED="1",
         )
+        # SQLMesh forks a pool to load the project on every Context; for one run in a fresh child
+        # that is ~2 s of forking for nothing (and a fork a long-lived process can fail).
+        env.setdefault("MAX_FORK_WORKERS", "1")
         proc = subprocess.Popen(
             [sys.executable, "-m", "meshctl.scheduler", "--child", str(result_path), "--parent", str(os.getpid())],
             env=env,

@@ -1,9 +1,10 @@
 MODEL (
   name intermediate.int_active_users_daily,
-  /* DAU/WAU/MAU per date, recomputed only for the dates a run can have changed: the 28 dates an
-     arrived event counts towards (its own and the 27 after, MAU's reach), and the dates this run's
-     interval spans, so a day without events still gets its row. Every other date keeps its row,
-     so a run costs what arrived, not the history. */
+  /* DAU/WAU/MAU per date, recomputed only for the dates a run can have changed: from the oldest
+     date among the events that arrived through the run's date (a new user-day reaches 27 dates on,
+     and an event older than all others moves the first date back), and the dates the run's
+     interval spans, so a day without events still gets its row. Earlier dates keep their rows, so
+     a run costs how late its events are, not the history. */
   kind INCREMENTAL_BY_UNIQUE_KEY (
     unique_key date
   ),
@@ -22,34 +23,34 @@ MODEL (
   )
 );
 
-WITH arrived_event_dates AS (
-  /* anonymous events too: they change no count, but one can be the new first event date */
-  SELECT DISTINCT
-    event_date
+WITH arrived AS (
+  /* the oldest date among the events that arrived (anonymous ones too: one can be the new first
+     event date) */
+  SELECT
+    MIN(event_date) AS first_arrived_date
   FROM marts.fct_events
   WHERE
     @arrived(replicated_at)
-), mau_reach AS (
-  @whole_numbers(28, day_offset)
 ), first_event AS (
   SELECT
     MIN(event_date) AS first_event_date
   FROM marts.fct_events
-), run_days AS (
-  /* the dates this run's interval spans, and the day before (a run just after midnight closes it) */
+), day_offsets AS (
   @whole_numbers(100000, day_offset)
 ), affected_dates AS (
+  /* every date from the oldest arrived event date (or the day before the run's interval) through
+     the run's date: each of them can have changed, and none before */
   SELECT
-    DATEADD(DAY, mau_reach.day_offset, arrived_event_dates.event_date)::DATE AS date
-  FROM arrived_event_dates
-  CROSS JOIN mau_reach
-  UNION
-  SELECT
-    DATEADD(DAY, run_days.day_offset, DATEADD(DAY, -1, @start_ts::TIMESTAMP_NTZ::DATE))::DATE AS date
-  FROM run_days
-  WHERE
-    DATEADD(DAY, run_days.day_offset, DATEADD(DAY, -1, @start_ts::TIMESTAMP_NTZ::DATE))::DATE
-      <= @end_ts::TIMESTAMP_NTZ::DATE
+    DATEADD(
+      DAY,
+      day_offsets.day_offset,
+      LEAST(
+        COALESCE(arrived.first_arrived_date, DATEADD(DAY, -1, @start_ts::TIMESTAMP_NTZ::DATE)),
+        DATEADD(DAY, -1, @start_ts::TIMESTAMP_NTZ::DATE)
+      )
+    )::DATE AS date
+  FROM arrived
+  CROSS JOIN day_offsets
 ), calendar AS (
   SELECT
     affected_dates.date

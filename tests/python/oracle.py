@@ -26,6 +26,17 @@ MONTHLY_FACTOR = {"month": Fraction(1), "year": Fraction(1, 12), "week": Fractio
                   "day": Fraction(365, 12)}
 EPOCH = datetime(1970, 1, 1)
 
+# "Money in a currency's major unit" (marts.md): Stripe's zero-decimal and three-decimal
+# currencies; every other currency has two decimals.
+ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd",
+                "vuv", "xaf", "xof", "xpf"}
+THREE_DECIMAL = {"bhd", "jod", "kwd", "omr", "tnd"}
+
+# The whole-days rule falls back to the clock when Stripe is quiet: Airbyte syncs every 6 hours,
+# so a sync at least this long after midnight has run even if it landed no rows (config variable
+# `airbyte_max_sync_gap_hours` in the project).
+AIRBYTE_MAX_SYNC_GAP_HOURS = 7
+
 
 def utc(seconds: int | None) -> datetime | None:
     """A Stripe Unix time as a naive UTC datetime."""
@@ -34,8 +45,23 @@ def utc(seconds: int | None) -> datetime | None:
     return datetime.fromtimestamp(int(seconds), tz=timezone.utc).replace(tzinfo=None)
 
 
+def exponent(currency: str | None) -> int:
+    """Decimal places of the currency's minor unit."""
+    currency = (currency or "").lower()
+    if currency in ZERO_DECIMAL:
+        return 0
+    if currency in THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def major(amount: int | None, currency: str | None) -> Decimal | None:
+    """A Stripe amount (minor unit) in the currency's major unit, exactly."""
+    return None if amount is None else Decimal(int(amount)).scaleb(-exponent(currency))
+
+
 def cents(amount: int | None) -> Decimal | None:
-    return None if amount is None else Decimal(int(amount)) / 100
+    return major(amount, "usd")
 
 
 def to_cents(value: Fraction) -> Decimal:
@@ -81,14 +107,13 @@ def properties_object(text: str | None) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def fct_events(raw: dict, latest_complete: date) -> list[dict]:
-    # Interpretation: the incremental mart holds the complete days; an event dated after the
-    # latest complete date (a few minutes ahead of the app's clock) lands with its own day's run.
+def fct_events(raw: dict, latest_complete: date | None = None) -> list[dict]:
+    """Every distinct event landed, whatever its date: today's, and the few stamped up to five
+    minutes ahead of the replication clock (`latest_complete` is accepted and ignored; the
+    whole-days rule is for the daily marts only)."""
     rows = []
     for event in distinct_events(raw):
         event_date = event["OCCURRED_AT"].date()
-        if event_date > latest_complete:
-            continue
         props = properties_object(event["PROPERTIES"])
         rows.append({
             "EVENT_ID": event["ID"],
@@ -134,23 +159,39 @@ def dim_organizations(raw: dict) -> list[dict]:
     } for org in raw[ORGS]]
 
 
-def dim_organizations_history(builds: list[tuple[datetime, dict]]) -> list[dict]:
+class PlanHistory:
     """SCD type 2 on PLAN over the ORGANIZATIONS each build saw (the table is a full refresh, so
     history exists only across builds). As the model documents it (marts.md leaves it open):
-    periods seen at the first build start at 1970-01-01, later ones at the run's execution time,
-    and a period ends when the next one starts."""
-    periods: dict[int, list[dict]] = {}
-    for n, (execution_time, raw) in enumerate(builds):
-        starts = EPOCH if n == 0 else execution_time
+    periods seen at the first build start at 1970-01-01, later ones at the execution time of the
+    first run that saw them, and a period ends when the next one starts. Observing a build that
+    saw nothing new changes nothing, so observing every tick equals observing only the ticks on
+    which the model evaluated (a plan change always comes with an ORGANIZATIONS reload)."""
+
+    def __init__(self) -> None:
+        self.periods: dict[int, list[dict]] = {}
+        self.builds = 0
+
+    def observe(self, execution_time: datetime, raw: dict) -> None:
+        starts = EPOCH if self.builds == 0 else execution_time
+        self.builds += 1
         for org in raw[ORGS]:
-            history = periods.setdefault(org["ID"], [])
+            history = self.periods.setdefault(org["ID"], [])
             if history and history[-1]["PLAN"] == org["PLAN"]:
                 continue
             if history:
                 history[-1]["VALID_TO"] = starts
             history.append({"ORGANIZATION_ID": org["ID"], "PLAN": org["PLAN"],
                             "VALID_FROM": starts, "VALID_TO": None})
-    return [period for history in periods.values() for period in history]
+
+    def rows(self) -> list[dict]:
+        return [dict(period) for history in self.periods.values() for period in history]
+
+
+def dim_organizations_history(builds: list[tuple[datetime, dict]]) -> list[dict]:
+    history = PlanHistory()
+    for execution_time, raw in builds:
+        history.observe(execution_time, raw)
+    return history.rows()
 
 
 # --- Stripe --------------------------------------------------------------------------------
@@ -194,8 +235,8 @@ def item_mrr(item: dict) -> tuple[str | None, Fraction]:
         return currency, Fraction(0)
     quantity = item.get("quantity")
     quantity = 1 if quantity is None else quantity
-    return currency, (Fraction(amount) * quantity / 100 * MONTHLY_FACTOR[interval]
-                      / (count or 1))
+    return currency, (Fraction(amount) * quantity / 10 ** exponent(currency)
+                      * MONTHLY_FACTOR[interval] / (count or 1))
 
 
 def counted_on(sub: dict, day: date) -> bool:
@@ -218,7 +259,7 @@ def mrr_exact(raw: dict, latest_complete: date) -> dict[tuple, Fraction]:
     if not starts:
         return {}
     day = min(starts)
-    while day <= latest_complete:
+    while latest_complete is not None and day <= latest_complete:
         for sub in subs:
             if not counted_on(sub, day):
                 continue
@@ -250,14 +291,50 @@ def fct_invoices(raw: dict) -> list[dict]:
             "SUBSCRIPTION_ID": invoice["SUBSCRIPTION"],
             "STATUS": invoice["STATUS"],
             "CURRENCY": None if invoice["CURRENCY"] is None else invoice["CURRENCY"].lower(),
-            "AMOUNT_DUE": cents(invoice["AMOUNT_DUE"]),
-            "AMOUNT_PAID": cents(invoice["AMOUNT_PAID"]),
+            # exact; the mart's NUMBER(38,2) is compared within half a cent (kwd has 3 decimals)
+            "AMOUNT_DUE": major(invoice["AMOUNT_DUE"], invoice["CURRENCY"]),
+            "AMOUNT_PAID": major(invoice["AMOUNT_PAID"], invoice["CURRENCY"]),
             "CREATED_AT": utc(invoice["CREATED"]),
             "PAID_AT": utc(transitions.get("paid_at")),
             "PERIOD_START_AT": utc(invoice["PERIOD_START"]),
             "PERIOD_END_AT": utc(invoice["PERIOD_END"]),
         })
     return rows
+
+
+# --- the whole-days rule ------------------------------------------------------------------
+
+
+def _utc_naive(value: datetime) -> datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def latest_complete_date(raw: dict, execution_time: datetime,
+                         max_sync_gap_hours: float = AIRBYTE_MAX_SYNC_GAP_HOURS) -> date | None:
+    """D*, the last date FCT_MRR_DAILY and METRICS_DAILY may publish at a run at `execution_time`:
+
+        D* = min(date(T) - 1, date(max ORGANIZATIONS._REPLICATED_AT) - 1, S)
+        S  = max(date(max _AIRBYTE_EXTRACTED_AT over the three Stripe tables) - 1,
+                 date(T - max_sync_gap_hours) - 1)
+
+    A day is whole once the replication run after its midnight has reloaded ORGANIZATIONS and an
+    Airbyte sync after that midnight has landed -- or enough time has passed that a sync has run
+    even though it brought no rows. None when ORGANIZATIONS is empty (no replication run has
+    closed any day)."""
+    one = timedelta(days=1)
+    execution_time = _utc_naive(execution_time)
+    replicated = [o["_REPLICATED_AT"] for o in raw.get(ORGS, []) if o["_REPLICATED_AT"]]
+    if not replicated:
+        return None
+    extracted = [_utc_naive(row["_AIRBYTE_EXTRACTED_AT"])
+                 for table in (CUSTOMERS, SUBSCRIPTIONS, INVOICES) for row in raw.get(table, [])
+                 if row.get("_AIRBYTE_EXTRACTED_AT") is not None]
+    stripe = (execution_time - timedelta(hours=max_sync_gap_hours)).date() - one
+    if extracted:
+        stripe = max(stripe, max(extracted).date() - one)
+    return min(execution_time.date() - one, max(replicated).date() - one, stripe)
 
 
 # --- company metrics -----------------------------------------------------------------------
@@ -291,7 +368,7 @@ def metrics_daily(raw: dict, latest_complete: date) -> list[dict]:
 
     rows = []
     day = min(event["OCCURRED_AT"].date() for event in events)
-    while day <= latest_complete:
+    while latest_complete is not None and day <= latest_complete:
         rows.append({
             "DATE": day, "DAU": active(day, 1), "WAU": active(day, 7), "MAU": active(day, 28),
             "NEW_USERS": new_users[day], "NEW_ORGANIZATIONS": new_orgs[day],
@@ -301,13 +378,17 @@ def metrics_daily(raw: dict, latest_complete: date) -> list[dict]:
     return rows
 
 
-def marts(raw: dict, latest_complete: date, builds: list[tuple[datetime, dict]]) -> dict:
-    """Every mart; `builds` is the (execution time, RAW) of each build so far, for the history."""
+def marts(raw: dict, latest_complete: date | None,
+          builds: list[tuple[datetime, dict]] | PlanHistory) -> dict:
+    """Every mart. `latest_complete` is D* (see `latest_complete_date`); `builds` is the
+    (execution time, RAW) of each build so far, or a PlanHistory that has observed them."""
+    history = builds if isinstance(builds, PlanHistory) else None
     return {
         "DIM_ORGANIZATIONS": dim_organizations(raw),
-        "DIM_ORGANIZATIONS_HISTORY": dim_organizations_history(builds),
+        "DIM_ORGANIZATIONS_HISTORY": (history.rows() if history is not None
+                                      else dim_organizations_history(builds)),
         "DIM_USERS": dim_users(raw),
-        "FCT_EVENTS": fct_events(raw, latest_complete),
+        "FCT_EVENTS": fct_events(raw),
         "FCT_INVOICES": fct_invoices(raw),
         "FCT_MRR_DAILY": fct_mrr_daily(raw, latest_complete),
         "METRICS_DAILY": metrics_daily(raw, latest_complete),

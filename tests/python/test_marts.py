@@ -15,6 +15,7 @@ from fractions import Fraction
 
 import pytest
 
+import mart_checks
 import oracle
 from meshctl import raw_warehouse
 from meshctl.airbyte_records import convert
@@ -23,7 +24,8 @@ from meshctl.gateways import open_context
 from meshctl.raw_load import load_raw
 from meshctl.raw_schema import raw_tables
 from meshctl.settings import PROJECT_DIR
-from raw_helpers import fetch, isolated_settings, plain, read_raw
+from mart_checks import differences
+from raw_helpers import fetch, isolated_settings, read_raw
 
 END = date(2026, 3, 10)
 PARAMS = DemoParams(organizations=40, users=300, days=21, events_per_day=250, seed=7, end_date=END)
@@ -33,15 +35,11 @@ EXECUTION_1 = datetime(2026, 3, 11, 0, 30)
 EXECUTION_2 = datetime(2026, 3, 12, 0, 30)
 # shared/ sits beside the checkout (on developer machines and in CI alike).
 AIRBYTE_RECORDS = PROJECT_DIR.parent / "shared" / "data" / "airbyte-stripe-records"
-MARTS = sorted(oracle.KEYS)
+MARTS = mart_checks.MARTS
 
 
 def read_marts(context) -> dict[str, list[dict]]:
-    out = {}
-    for mart in MARTS:
-        rows = fetch(context.engine_adapter, f'SELECT * FROM "GOODWORD_WH"."MARTS"."{mart}"')
-        out[mart] = rows
-    return out
+    return mart_checks.read_marts(context.engine_adapter)
 
 
 def build(context, execution_time: datetime, *, first: bool) -> None:
@@ -74,86 +72,15 @@ def builds(tmp_path_factory):
             build(context, EXECUTION_2, first=False)
             marts_2 = read_marts(context)
     history = [(EXECUTION_1, raw_1), (EXECUTION_2, raw_2)]
+    # The demo's last replication batch and Airbyte sync land at the midnight that ends the
+    # window, so the whole-days rule publishes through the window's last day.
+    complete_1 = oracle.latest_complete_date(raw_1, EXECUTION_1)
+    complete_2 = oracle.latest_complete_date(raw_2, EXECUTION_2)
+    assert (complete_1, complete_2) == (END, END + timedelta(days=1))
     return {
-        1: (marts_1, oracle.marts(raw_1, END, history[:1]), raw_1),
-        2: (marts_2, oracle.marts(raw_2, END + timedelta(days=1), history), raw_2),
+        1: (marts_1, oracle.marts(raw_1, complete_1, history[:1]), raw_1),
+        2: (marts_2, oracle.marts(raw_2, complete_2, history), raw_2),
     }
-
-
-# --- comparing row sets --------------------------------------------------------------------
-
-
-def normalized(value):
-    value = plain(value)
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        value = value.replace(tzinfo=None)
-    return value
-
-
-def money_tolerance(mart: str, column: str, expected: dict, fct_mrr: list[dict]):
-    """None for exact columns; otherwise how far the mart may be from the oracle's exact value:
-    half a cent per amount that was rounded to cents."""
-    if mart == "FCT_MRR_DAILY" and column == "MRR":
-        return Fraction(1, 200)
-    if mart == "METRICS_DAILY" and column == "MRR_USD":
-        rows = sum(1 for r in fct_mrr if r["DATE"] == expected["DATE"] and r["CURRENCY"] == "usd")
-        return Fraction(max(rows, 1), 200)
-    return None
-
-
-def same(actual, expected, tolerance) -> bool:
-    if tolerance is not None and actual is not None and expected is not None:
-        return abs(Fraction(str(actual)) - Fraction(expected)) <= tolerance
-    if isinstance(expected, dict) and isinstance(actual, str):
-        actual = json.loads(actual)  # VARIANT comes back as JSON text
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return type(actual) is type(expected) and actual == expected
-    return actual == expected
-
-
-def differences(mart: str, actual_rows: list[dict], expected_rows: list[dict],
-                fct_mrr: list[dict]) -> str:
-    key_columns = oracle.KEYS[mart]
-    key = lambda row: tuple(normalized(row.get(c)) for c in key_columns)  # noqa: E731
-    actual = {}
-    duplicates = []
-    for row in actual_rows:
-        row = {c.upper(): normalized(v) for c, v in row.items()}
-        if key(row) in actual:
-            duplicates.append(key(row))
-        actual[key(row)] = row
-    expected = {key(row): row for row in expected_rows}
-    problems = []
-    if duplicates:
-        problems.append(f"{len(duplicates)} duplicate keys {key_columns} in the mart, e.g. "
-                        f"{sorted(duplicates, key=str)[:5]}")
-    missing_columns = set(expected_rows[0]) - set(next(iter(actual.values()), {})) if (
-        expected_rows and actual) else set()
-    if missing_columns:
-        problems.append(f"columns missing from the mart: {sorted(missing_columns)}")
-    missing = sorted(set(expected) - set(actual), key=str)
-    extra = sorted(set(actual) - set(expected), key=str)
-    if missing:
-        problems.append(f"{len(missing)} rows the oracle expects are missing, e.g.:\n  " +
-                        "\n  ".join(repr(expected[k]) for k in missing[:8]))
-    if extra:
-        problems.append(f"{len(extra)} rows the oracle does not expect, e.g.:\n  " +
-                        "\n  ".join(repr(actual[k]) for k in extra[:8]))
-    changed = []
-    for k in sorted(set(expected) & set(actual), key=str):
-        diff = {
-            column: (actual[k].get(column), want)
-            for column, want in expected[k].items()
-            if column not in missing_columns
-            and not same(actual[k].get(column), want, money_tolerance(mart, column, expected[k], fct_mrr))
-        }
-        if diff:
-            changed.append(f"{dict(zip(key_columns, k))}: " + ", ".join(
-                f"{c} mart={a!r} oracle={e!r}" for c, (a, e) in diff.items()))
-    if changed:
-        problems.append(f"{len(changed)} rows differ (of {len(expected)}), e.g.:\n  " +
-                        "\n  ".join(changed[:12]))
-    return "\n".join(problems)
 
 
 # --- the checks ----------------------------------------------------------------------------
@@ -211,7 +138,10 @@ def test_real_airbyte_stripe_records_build(tmp_path, monkeypatch):
         marts = read_marts(context)
     assert staged == {"STG_STRIPE__CUSTOMERS": 1307, "STG_STRIPE__SUBSCRIPTIONS": 1,
                       "STG_STRIPE__INVOICES": 10}
-    expected = oracle.marts(raw, END, [(EXECUTION_1, raw)])
+    # Airbyte's test records are years old: only the clock (7 h without a sync) closes days.
+    complete = oracle.latest_complete_date(raw, EXECUTION_1)
+    assert complete == (EXECUTION_1 - timedelta(hours=7)).date() - timedelta(days=1)
+    expected = oracle.marts(raw, complete, [(EXECUTION_1, raw)])
     for mart in ("FCT_INVOICES", "FCT_MRR_DAILY"):
         problems = differences(mart, marts[mart], expected[mart], expected["FCT_MRR_DAILY"])
         assert not problems, f"MARTS.{mart} on the real records:\n{problems}"
