@@ -20,7 +20,7 @@ from sqlmesh.core.engine_adapter import EngineAdapter
 
 from meshctl import demo_app, raw_warehouse
 from meshctl.demo_app import DAY, HOUR, NULL_TS, US
-from meshctl.demo_data import EVENTS, ORGS, USERS, _select, _us, read_users
+from meshctl.demo_data import EVENTS, ORGS, USERS, _us, read_organizations, read_users
 from meshctl.raw_schema import RawTable
 
 STREAM_HOUR = 101  # a random stream of its own: the daily streams stay as `append_day` uses them
@@ -38,12 +38,7 @@ def append_hour(adapter: EngineAdapter, tables: dict[str, RawTable], seed: int,
     floor_us = int(_us([first_event])[0]) // DAY * DAY
     gen = demo_app.rng(seed, STREAM_HOUR, int(last_us // HOUR))
 
-    org_columns = [c for c in tables[ORGS].column_names if c != "_REPLICATED_AT"]
-    orgs = pd.DataFrame(_select(adapter, ORGS, org_columns), columns=org_columns)
-    for column in ("CREATED_AT", "UPDATED_AT", "DELETED_AT"):
-        orgs[column] = _us(orgs[column])
-    orgs["ID"] = orgs["ID"].astype(np.int64)
-    orgs = orgs.sort_values("ID", ignore_index=True)
+    orgs = read_organizations(adapter, tables[ORGS])
     users = read_users(adapter, tables[USERS], last_us)
 
     # Users: the day's versions as `users_batch` makes them, keeping those written before the

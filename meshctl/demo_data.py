@@ -138,6 +138,16 @@ def _us(values) -> np.ndarray:
     return series.dt.tz_localize(None).astype("datetime64[us]").to_numpy().view(np.int64)
 
 
+def read_organizations(adapter: EngineAdapter, table: RawTable) -> pd.DataFrame:
+    """ORGANIZATIONS as RAW holds it (timestamps as epoch microseconds), ordered by ID."""
+    columns = [c for c in table.column_names if c != "_REPLICATED_AT"]
+    orgs = pd.DataFrame(_select(adapter, table.fqn, columns), columns=columns)
+    for column in ("CREATED_AT", "UPDATED_AT", "DELETED_AT"):
+        orgs[column] = _us(orgs[column])
+    orgs["ID"] = orgs["ID"].astype(np.int64)
+    return orgs.sort_values("ID", ignore_index=True)
+
+
 def read_users(adapter: EngineAdapter, table: RawTable, last_batch_us: int) -> demo_app.Users:
     """The latest version of every user, as the app holds it now (same ordering as the marts)."""
     fqn = raw_warehouse.quoted(table.fqn).sql(adapter.dialect)
@@ -188,12 +198,7 @@ def append_day(adapter: EngineAdapter, tables: dict[str, RawTable], seed: int,
     batch_at = min(day_start + DAY, now_us - US)
     gen = demo_app.rng(seed, demo_app.STREAM_APPEND, demo_app.day_ordinal(day_start))
 
-    org_columns = [c for c in tables[ORGS].column_names if c != "_REPLICATED_AT"]
-    orgs = pd.DataFrame(_select(adapter, ORGS, org_columns), columns=org_columns)
-    for column in ("CREATED_AT", "UPDATED_AT", "DELETED_AT"):
-        orgs[column] = _us(orgs[column])
-    orgs["ID"] = orgs["ID"].astype(np.int64)
-    orgs = orgs.sort_values("ID", ignore_index=True)
+    orgs = read_organizations(adapter, tables[ORGS])
     users = read_users(adapter, tables[USERS], day_start)
     # Everything is read before anything is written, so a failed read leaves RAW as it was.
     sub_table = stripe_table(tables, "STRIPE_SUBSCRIPTIONS")
