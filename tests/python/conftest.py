@@ -42,6 +42,11 @@ class PgServer:
             env["STATE_DB_PASSWORD"] = self.password
         return env
 
+    def use_for_state(self, monkeypatch, dbname: str) -> None:
+        """Point this process's SQLMesh state at `dbname` for as long as `monkeypatch` lasts."""
+        for key, value in self.env(dbname).items():
+            monkeypatch.setenv(key, value)
+
 
 @pytest.fixture(autouse=True)
 def _restore_meshctl_logger() -> Iterator[None]:

@@ -75,8 +75,7 @@ def builds(tmp_path_factory, module_pg_database_factory, pg_server):
     state_db = module_pg_database_factory("parity")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("MODEL_START", MODEL_START)
-        for key, value in pg_server.env(state_db).items():
-            monkeypatch.setenv(key, value)
+        pg_server.use_for_state(monkeypatch, state_db)
         settings = isolated_settings(tmp_path_factory.mktemp("parity"), monkeypatch)
         tables = raw_tables(settings.project_dir)
         result = {"state_db": state_db, "settings": settings}

@@ -230,8 +230,7 @@ def fakesnow_replay(tmp_path_factory, module_pg_database_factory, pg_server):
     state_db = module_pg_database_factory("replay")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("MODEL_START", MODEL_START)
-        for key, value in pg_server.env(state_db).items():
-            monkeypatch.setenv(key, value)
+        pg_server.use_for_state(monkeypatch, state_db)
         settings = isolated_settings(tmp_path_factory.mktemp("replay-fakesnow"), monkeypatch)
         return replay(settings, "fakesnow", replay_sim.build_scenario(T0, days=FAKESNOW_DAYS),
                       reopen_every=8)
