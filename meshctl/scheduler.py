@@ -1,11 +1,12 @@
 """The scheduler: `sqlmesh run prod` on a cron schedule, one run at a time, recorded.
 
 Per tick (and per `meshctl run-once`):
-  1. take the PostgreSQL advisory lock (locks.RunLock) -- else record `skipped` and stop there;
-     a cron tick that another scheduler already ran is skipped too, so two schedulers on the
-     same schedule give exactly one run per tick;
-  2. run `Context.run(environment)` in a child process (its own session, killed with the
-     parent), so the time limit is a real SIGKILL and a hung warehouse call cannot hang us;
+  1. take the run lock (locks.RunLock, a fenced lease) -- a cron tick that finds it held records
+     `skipped` and stops there; `run-once` waits for it (bounded). A cron tick that another
+     scheduler already ran is skipped too, so two schedulers on one schedule give one run per tick;
+  2. run `Context.run(environment)` in a child process (its own process group, killed with the
+     parent), so the time limit is a real SIGKILL and a hung warehouse call cannot hang us; the
+     child checks the lock before every write, and is killed at once if the lease is lost;
   3. retry transient failures with exponential backoff (tenacity), never permanent ones;
   4. record the run in `meshctl.run_history`, notify on failure, upload the record, unlock.
 The main loop rewrites the heartbeat file; SIGTERM stops new work, lets the current run finish
@@ -15,6 +16,7 @@ The main loop rewrites the heartbeat file; SIGTERM stops new work, lets the curr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -38,7 +40,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 
 from meshctl import heartbeat, notify
 from meshctl.logs import configure_logging
-from meshctl.locks import RunLock
+from meshctl.locks import LockHeld, RunLock, describe_self, fence_evaluator, verify_token
 from meshctl.run_history import RunHistory, RunRecord
 from meshctl.settings import Settings
 
@@ -80,6 +82,7 @@ _PERMANENT_TYPES = {
     "ConversionException",
     "ConstraintException",
     "SecretError",
+    "LockLost",  # never retried: the lock is gone, so is the right to write
 }
 _TRANSIENT_MESSAGES = [
     r"timed? ?out",
@@ -244,9 +247,14 @@ def _project_dir(settings: Settings) -> Path:
     return Path(artifacts.ensure_project(settings))
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: SIGKILL this process when the scheduler dies, so an orphan never keeps running
-    after the advisory lock (held by the parent's session) is gone."""
+def _die_with_parent(parent_pid: int, parent_pipe: int) -> None:
+    """Nothing of a run outlives the scheduler: not this process, not what it forks.
+
+    PR_SET_PDEATHSIG kills this process when the scheduler dies, but the kernel clears it in
+    forked children (SQLMesh's loader pool, say), which would live on as orphans. So, before
+    anything else, fork a keeper into this process group (the child starts its own session): it
+    blocks reading a pipe whose only write end the scheduler holds, and when that end closes --
+    the scheduler died, or reaped us -- it SIGKILLs the whole group, itself included."""
     try:
         import ctypes
 
@@ -255,11 +263,25 @@ def _die_with_parent(parent_pid: int) -> None:
         pass
     if os.getppid() != parent_pid:
         os._exit(70)
+    if os.fork() == 0:  # the keeper
+        try:
+            # Hold nothing of the run open: our stdout is the scheduler's log pipe, read to EOF.
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.closerange(3, parent_pipe)
+            os.closerange(parent_pipe + 1, 1 << 16)
+            while os.read(parent_pipe, 1):
+                pass
+        finally:
+            os.killpg(0, signal.SIGKILL)
+            os._exit(0)
+    os.close(parent_pipe)
 
 
-def child_main(result_path: str, parent_pid: int) -> int:
+def child_main(result_path: str, parent_pid: int, parent_pipe: int, lock_token: int | None) -> int:
     """Entry of the run process: one `Context.run`, its outcome as JSON in `result_path`."""
-    _die_with_parent(parent_pid)
+    _die_with_parent(parent_pid, parent_pipe)
     from sqlmesh.core.console import set_console
     from sqlmesh.utils import CompletionStatus
 
@@ -273,7 +295,11 @@ def child_main(result_path: str, parent_pid: int) -> int:
     try:
         settings = settings.model_copy(update={"project_dir": _project_dir(settings)})
         with open_context(settings) as context:
-            status = context.run(environment=settings.environment)
+            # Every write checks that the scheduler's grant is still the lock's current one.
+            fence = (fence_evaluator(context.snapshot_evaluator, lambda: verify_token(settings, lock_token))
+                     if lock_token is not None else contextlib.nullcontext())
+            with fence:
+                status = context.run(environment=settings.environment)
         result["status"] = {
             CompletionStatus.SUCCESS: "success",
             CompletionStatus.NOTHING_TO_DO: "nothing_to_do",
@@ -315,6 +341,7 @@ class ChildRunner:
         stop: threading.Event,
         tick: Callable[[], None],
         log_path: Path,
+        lock: RunLock | None = None,
     ) -> Attempt:
         if time.monotonic() >= deadline:
             return Attempt("timeout", error="time limit reached before the attempt could start")
@@ -329,14 +356,30 @@ class ChildRunner:
         # SQLMesh forks a pool to load the project on every Context; for one run in a fresh child
         # that is ~2 s of forking for nothing (and a fork a long-lived process can fail).
         env.setdefault("MAX_FORK_WORKERS", "1")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "meshctl.scheduler", "--child", str(result_path), "--parent", str(os.getpid())],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # a SIGTERM/SIGINT meant for us does not cut the run short
-        )
+        keeper_read, keeper_write = os.pipe()  # see _die_with_parent
+        argv = [sys.executable, "-m", "meshctl.scheduler", "--child", str(result_path),
+                "--parent", str(os.getpid()), "--parent-pipe", str(keeper_read)]
+        if lock is not None:
+            argv += ["--lock-token", str(lock.token)]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(keeper_read,),
+                start_new_session=True,  # a SIGTERM/SIGINT meant for us does not cut the run short
+            )
+        finally:
+            os.close(keeper_read)
+        try:
+            return self._supervise(proc, settings, deadline=deadline, stop=stop, tick=tick,
+                                   log_path=log_path, result_path=result_path, lock=lock)
+        finally:
+            os.close(keeper_write)  # the keeper SIGKILLs whatever of the run is still alive
+
+    def _supervise(self, proc, settings, *, deadline, stop, tick, log_path, result_path, lock) -> Attempt:
         pump = threading.Thread(target=self._pump, args=(proc, log_path), daemon=True)
         pump.start()
         grace_deadline: float | None = None
@@ -347,7 +390,9 @@ class ChildRunner:
             if stop.is_set() and grace_deadline is None:
                 grace_deadline = now + settings.shutdown_grace_seconds
                 log.info("shutdown requested: letting the current run finish (up to %.0fs)", settings.shutdown_grace_seconds)
-            if now >= deadline:
+            if lock is not None and lock.lost:
+                outcome = "lock_lost"
+            elif now >= deadline:
                 outcome = "timeout"
             elif grace_deadline is not None and now >= grace_deadline:
                 outcome = "interrupted"
@@ -369,6 +414,9 @@ class ChildRunner:
         if outcome == "interrupted":
             return Attempt(**{**result, "status": "interrupted",
                               "error": "shutdown grace period ran out; run killed"})
+        if outcome == "lock_lost":
+            return Attempt(**{**result, "status": "failed", "error_types": ["meshctl.locks.LockLost"],
+                              "error": f"lost the run lock ({lock.lost}); run killed before its lease could expire"})
         if "status" not in result:
             rc = proc.returncode
             how = f"killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
@@ -476,13 +524,16 @@ class Scheduler:
             scheduled_for=scheduled_for,
         )
         self.history.ensure()
-        lock = RunLock(settings)
-        if not lock.try_acquire():
-            holder = lock.holder()
+        lock = RunLock(settings, holder=describe_self(f"scheduler {trigger} run {record.run_id[:8]}"))
+        try:
+            # A cron tick does not wait (the next tick catches up); a manual run does, bounded.
+            lock.acquire(0 if trigger == "cron" else settings.run_lock_wait_seconds,
+                         say=lambda line: log.info("%s", line))
+        except LockHeld as exc:
             record.status, record.ended_at = "skipped", _now()
-            record.error = f"locked: another run holds the lock ({holder or 'holder unknown'})"
+            record.error = f"locked: {exc}"
             self.history.write(record)
-            log.info("skipped: locked -- %s", record.error)
+            log.info("skipped: %s", record.error)
             return record
         log_dir = settings.resolve(settings.run_log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -500,7 +551,8 @@ class Scheduler:
             self.history.write(record)
             log.info("run %s started (%s, environment %s, gateway %s)", record.run_id, trigger, record.environment, record.gateway)
             self.beat(force=True, state="running", run_id=record.run_id)
-            attempt = self._attempts(record, deadline=time.monotonic() + settings.run_time_limit_seconds, log_path=log_path)
+            attempt = self._attempts(record, deadline=time.monotonic() + settings.run_time_limit_seconds,
+                                     log_path=log_path, lock=lock)
             record.status = attempt.status
             record.models, record.intervals, record.waiting = attempt.models, attempt.intervals, attempt.waiting
             record.error, record.error_class = attempt.error, attempt.error_class
@@ -526,7 +578,7 @@ class Scheduler:
         _upload(settings, record, log_path)
         return record
 
-    def _attempts(self, record: RunRecord, *, deadline: float, log_path: Path) -> Attempt:
+    def _attempts(self, record: RunRecord, *, deadline: float, log_path: Path, lock: RunLock | None = None) -> Attempt:
         settings = self.settings
         last: list[Attempt] = []
 
@@ -537,7 +589,8 @@ class Scheduler:
             record.attempts += 1
             if record.attempts > 1:
                 self.history.write(record)
-            result = self.runner(settings, deadline=deadline, stop=self.stop, tick=self.beat, log_path=log_path)
+            result = self.runner(settings, deadline=deadline, stop=self.stop, tick=self.beat, log_path=log_path,
+                                 lock=lock)
             last.append(result)
             return result
 
@@ -608,7 +661,7 @@ class Scheduler:
         from meshctl import state_backup
         from meshctl.s3 import Bucket
 
-        lock = RunLock(self.settings)
+        lock = RunLock(self.settings, holder=describe_self("scheduler state backup"))
         if not lock.try_acquire():
             return _now() + timedelta(minutes=1)
         try:
@@ -707,5 +760,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="internal: one run attempt for the scheduler")
     parser.add_argument("--child", required=True)
     parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--parent-pipe", type=int, required=True)
+    parser.add_argument("--lock-token", type=int, default=None)
     args = parser.parse_args()
-    sys.exit(child_main(args.child, args.parent))
+    sys.exit(child_main(args.child, args.parent, args.parent_pipe, args.lock_token))

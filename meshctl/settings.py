@@ -124,8 +124,13 @@ class Settings(BaseSettings):
     # On SIGTERM the current run may finish for this long before it is killed (compose's
     # stop_grace_period must be longer).
     shutdown_grace_seconds: float = Field(240, alias="MESHCTL_SHUTDOWN_GRACE_SECONDS")
-    # pg_try_advisory_lock key on the state database: one run at a time across every host.
+    # The run lock (locks.py): one writer at a time across every host. A lease in the state
+    # database, renewed every quarter lease; a writer that dies blocks others for one lease at
+    # most. A writer that finds it held waits up to MESHCTL_RUN_LOCK_WAIT_SECONDS (cron ticks
+    # do not wait: the next tick catches up).
     run_lock_key: int = Field(7_311_203_145_002_001, alias="MESHCTL_RUN_LOCK_KEY")
+    run_lock_lease_seconds: float = Field(60, ge=4, alias="MESHCTL_RUN_LOCK_LEASE_SECONDS")
+    run_lock_wait_seconds: float = Field(600, ge=0, alias="MESHCTL_RUN_LOCK_WAIT_SECONDS")
     run_history_schema: str = Field("meshctl", alias="MESHCTL_RUN_HISTORY_SCHEMA")
     # Bounded wait for the state database at start (exponential backoff, capped per try).
     state_db_wait_seconds: float = Field(60, alias="MESHCTL_STATE_DB_WAIT_SECONDS")

@@ -100,6 +100,13 @@ from sqlmesh import macro
 def pause(evaluator):
     """Slows each evaluated interval by SERVICE_TEST_PAUSE seconds (to kill a run mid-way)."""
     if evaluator.runtime_stage == "evaluating":
+        if os.environ.get("SERVICE_TEST_SPAWN"):
+            # A process the run starts and leaves running (as a forked loader pool or a driver's
+            # helper would), in the run's process group: it must die with the run.
+            import subprocess
+
+            subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(float(os.environ.get("SERVICE_TEST_PAUSE", "0")))
     return "TRUE"
 '''
@@ -266,8 +273,9 @@ def terminating(proc: subprocess.Popen, timeout: float = 20) -> Iterator[subproc
                 proc.wait()
 
 
-def history_rows(pg_server, dbname: str) -> list[dict]:
+def history_rows(pg_server, dbname: str, *, plans: bool = False) -> list[dict]:
+    """Run history, oldest first; without the tests' own set-up plans unless `plans`."""
     with pg_server.connect(dbname) as conn, conn.cursor() as cur:
-        cur.execute("SELECT * FROM meshctl.run_history ORDER BY started_at")
+        cur.execute("SELECT * FROM meshctl.run_history WHERE %s OR trigger <> 'plan' ORDER BY started_at", (plans,))
         names = [d.name for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]

@@ -8,8 +8,10 @@ import http.server
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from datetime import datetime, time as dtime
 from pathlib import Path
@@ -110,24 +112,39 @@ def test_two_schedulers_one_run_per_tick(project, env, pg_server, pg_database, t
     _assert_clean_tables(project, range(DAYS))
 
 
-def _child_pids(parent: int) -> list[int]:
+def _tree(marker: str) -> list[int]:
+    """Live processes (zombies excluded) started under the environment marker `marker`: the
+    scheduler, its run process, and anything either forked."""
     out = []
+    needle = f"MESHCTL_TEST_TREE={marker}".encode()
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
                 continue
-            if b"--child" in cmd and b"--parent" in cmd and cmd[cmd.index(b"--parent") + 1] == str(parent).encode():
-                out.append(int(entry.name))
+            state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != b"Z":
+            out.append(int(entry.name))
     return out
+
+
+def _kill_and_check_no_orphans(proc: subprocess.Popen, marker: str, log: Path) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    # Nothing of the run outlives its scheduler: no orphan keeps writing after the lock is gone.
+    _wait_for(lambda: not _tree(marker), 10, f"the run's processes to die: {_tree(marker)}", log)
 
 
 def test_sigkill_mid_run_then_next_tick_completes_like_a_clean_build(
     project, env, pg_server, pg_database_factory, tmp_path
 ):
     db = pg_database_factory()
-    env = service_env(project, pg_server.env(db), MESHCTL_SCHEDULE_CRON="* * * * * */2")
+    # A short lease: the killed scheduler's lock runs out before the next one starts.
+    env = service_env(project, pg_server.env(db), MESHCTL_SCHEDULE_CRON="* * * * * */2",
+                      MESHCTL_RUN_LOCK_LEASE_SECONDS="4")
     plan_prod(env)
     landed = now_utc()
     for i in range(DAYS):
@@ -136,16 +153,14 @@ def test_sigkill_mid_run_then_next_tick_completes_like_a_clean_build(
     log = tmp_path / "killed.log"
     # 5 s per interval: the kill must land inside the run even when a loaded machine relays the
     # log late (with 2 s the run sometimes finished before the kill).
-    proc = spawn_meshctl("scheduler", env={**env, "SERVICE_TEST_PAUSE": "5"}, log=log)
+    marker = uuid.uuid4().hex
+    proc = spawn_meshctl("scheduler", env={**env, "SERVICE_TEST_PAUSE": "5", "MESHCTL_TEST_TREE": marker}, log=log)
     with terminating(proc):
         # Two of the four daily intervals are in; the third is being computed.
         _wait_for(lambda: log.read_text().count("Evaluated \"GOODWORD_WH\".\"STAGING\"") >= 2, 45, "two intervals", log)
-        children = _child_pids(proc.pid)
-        assert len(children) == 1
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        # The run process dies with its scheduler: no orphan keeps writing after the lock is gone.
-        _wait_for(lambda: not Path(f"/proc/{children[0]}").exists() or b"Z" in Path(f"/proc/{children[0]}/stat").read_bytes().split(b")")[-1][:3], 10, "the orphaned run to die")
+        assert len(_tree(marker)) >= 2, "the scheduler and its run process"
+        _kill_and_check_no_orphans(proc, marker, log)
+    time.sleep(4)  # the dead scheduler's lease runs out
 
     partial = model_rows(project)["staging.stg_events"]
     assert 0 < len(partial) < DAYS * EVENTS_PER_DAY, "the kill landed mid-run"
@@ -167,6 +182,43 @@ def test_sigkill_mid_run_then_next_tick_completes_like_a_clean_build(
         land_day(clean, i, landed)
     plan_prod(service_env(clean, pg_server.env(pg_database_factory())))
     assert model_rows(clean) == after_recovery
+
+
+def test_twenty_random_kills_leave_no_orphans(project, env, tmp_path):
+    """SIGKILL `meshctl run-once` at random points -- loading the project with a forked loader
+    pool, probing, evaluating -- and nothing it started survives: the run process and
+    everything it forked die with it (the keeper in scheduler._die_with_parent)."""
+    import random
+
+    plan_prod(env)
+    for i in range(DAYS):
+        land_day(project, i, now_utc())
+    rng = random.Random(20261201)
+    landed, tried = [], 0
+    while len(landed) < 20:
+        tried += 1
+        assert tried <= 40, f"only {len(landed)} kills landed on a live run"
+        marker = uuid.uuid4().hex
+        log = tmp_path / f"kill{tried}.log"
+        delay = rng.uniform(0.3, 8.0)
+        proc = spawn_meshctl("run-once", env={
+            # An evaluation outlasts every kill, so no trial commits an interval: each has work.
+            **env, "SERVICE_TEST_PAUSE": "30", "MESHCTL_TEST_TREE": marker,
+            "MAX_FORK_WORKERS": "2",  # SQLMesh's loader forks a pool: the orphans of issue 11
+            "SERVICE_TEST_SPAWN": "1",  # and each evaluation leaves a process running
+            # Each kill leaves its lease behind; a key per trial keeps them from waiting on it.
+            "MESHCTL_RUN_LOCK_KEY": str(7_000 + tried),
+        }, log=log)
+        with terminating(proc):
+            time.sleep(delay)
+            if proc.poll() is not None:
+                continue  # finished before the kill: not a kill
+            forked = len(_tree(marker)) - 2  # beyond meshctl and its run process
+            _kill_and_check_no_orphans(proc, marker, log)
+        landed.append((round(delay, 1), forked))
+    print(f"20 kills landed in {tried} trials (delay s, extra processes at the kill): {landed}")
+    # The run process's keeper is 1; more means the run had started processes of its own.
+    assert sum(forked > 1 for _, forked in landed) >= 5, "enough kills hit while the run had forked"
 
 
 class _Webhook(http.server.BaseHTTPRequestHandler):

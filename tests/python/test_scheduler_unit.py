@@ -17,6 +17,7 @@ from meshctl.locks import RunLock
 from meshctl.run_history import RunHistory
 from meshctl.scheduler import PERMANENT, TRANSIENT, Attempt, Scheduler, classify, describe_exception
 from meshctl.settings import Settings
+from meshctl.wait import connect_state_db
 
 
 @pytest.fixture
@@ -38,6 +39,20 @@ def settings(pg_server, pg_database, tmp_path) -> Settings:
     )
 
 
+import contextlib
+
+
+@contextlib.contextmanager
+def connect(settings):
+    conn = connect_state_db(settings)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    finally:
+        conn.close()
+
+
 class ScriptedRunner:
     """Returns the given attempts in order; records each call."""
 
@@ -45,7 +60,7 @@ class ScriptedRunner:
         self.attempts = list(attempts)
         self.calls = 0
 
-    def __call__(self, settings, *, deadline, stop, tick, log_path):
+    def __call__(self, settings, *, deadline, stop, tick, log_path, lock=None):
         self.calls += 1
         tick()
         return self.attempts.pop(0)
@@ -129,13 +144,14 @@ def test_no_retry_that_would_end_past_the_time_limit(settings):
     assert (record.status, record.attempts) == ("failed", 1)
 
 
-def test_lock_held_elsewhere_means_skipped_and_no_run(settings):
-    other = RunLock(settings)
+def test_lock_held_elsewhere_means_a_cron_tick_is_skipped_and_says_who_holds_it(settings):
+    other = RunLock(settings, holder="a plan from the UI")
     assert other.try_acquire()
     try:
         runner = ScriptedRunner(Attempt("success"))
-        record = Scheduler(settings, runner=runner).run_once()
+        record = Scheduler(settings, runner=runner).run_once("cron")
         assert record.status == "skipped" and record.error.startswith("locked")
+        assert "a plan from the UI" in record.error
         assert runner.calls == 0
     finally:
         other.release()
@@ -147,17 +163,87 @@ def test_lock_held_elsewhere_means_skipped_and_no_run(settings):
     probe.release()
 
 
-def test_lock_is_released_when_its_holder_dies(settings):
-    """A killed scheduler's session ends, and PostgreSQL frees the lock with it."""
-    holder = RunLock(settings)
+def test_a_manual_run_waits_for_the_lock_bounded_and_runs_once_it_is_free(settings, caplog):
+    settings = settings.model_copy(update={"run_lock_wait_seconds": 20})
+    other = RunLock(settings, holder="a plan from the CLI")
+    assert other.try_acquire()
+    threading.Timer(2.0, other.release).start()
+    started = time.monotonic()
+    with caplog.at_level("INFO", logger="meshctl.scheduler"):
+        record = Scheduler(settings, runner=ScriptedRunner(Attempt("success"))).run_once()
+    assert record.status == "success"
+    assert 1.5 < time.monotonic() - started < 15
+    assert "waiting for the run lock, held by a plan from the CLI" in caplog.text
+
+    # Held for longer than the wait: skipped, naming the holder and the setting to raise.
+    settings = settings.model_copy(update={"run_lock_wait_seconds": 1})
+    assert other.try_acquire()
+    try:
+        record = Scheduler(settings, runner=ScriptedRunner(Attempt("success"))).run_once()
+    finally:
+        other.release()
+    assert record.status == "skipped"
+    assert "a plan from the CLI" in record.error and "MESHCTL_RUN_LOCK_WAIT_SECONDS" in record.error
+
+
+def test_a_dead_holders_lease_blocks_others_for_one_lease_at_most(settings):
+    """A killed holder stops renewing; its lease runs out and the next writer takes over, with a
+    new fencing token, and the dead grant is recorded as expired."""
+    settings = settings.model_copy(update={"run_lock_lease_seconds": 4})
+    holder = RunLock(settings, holder="killed")
     assert holder.try_acquire()
-    holder._conn.close()  # what the kernel does to a SIGKILLed process's socket
-    holder._conn = None
-    deadline = time.monotonic() + 10
+    dead_token = holder.token
+    holder._stop.set()  # what SIGKILL does to its renewal: it just stops
+    started = time.monotonic()
+    probe = RunLock(settings, holder="next")
+    assert not probe.try_acquire(), "no takeover while the lease stands"
+    while not probe.try_acquire():
+        assert time.monotonic() - started < 8
+        time.sleep(0.2)
+    assert time.monotonic() - started > 2.5, "taken over only after the lease ran out"
+    assert probe.token == dead_token + 1
+    probe.release()
+    with connect(settings) as cur:
+        cur.execute("SELECT token, ended FROM meshctl.run_lock_grants ORDER BY token")
+        assert cur.fetchall() == [(dead_token, "expired"), (dead_token + 1, "released")]
+
+
+def test_a_connection_reset_does_not_lose_the_lease(settings):
+    """The state database resets every connection (failover, restart): the holder re-connects,
+    renews, and nobody else can take the lock meanwhile."""
+    settings = settings.model_copy(update={"run_lock_lease_seconds": 4})
+    holder = RunLock(settings, holder="long run")
+    assert holder.try_acquire()
+    try:
+        for _ in range(3):
+            with connect(settings) as cur:
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            time.sleep(2)
+            assert not RunLock(settings).try_acquire()
+        time.sleep(3)  # past the first lease: renewed on new connections
+        assert holder.held and holder.lost is None
+        holder.verify()
+        assert not RunLock(settings).try_acquire()
+    finally:
+        holder.release()
+
+
+def test_a_holder_that_cannot_renew_is_told_before_its_lease_can_expire(settings):
+    settings = settings.model_copy(update={"run_lock_lease_seconds": 4})
+    lost = threading.Event()
+    holder = RunLock(settings, holder="cut off", on_lost=lambda reason: lost.set())
+    assert holder.try_acquire()
+    # Cut it off from the state database: every renewal fails to connect.
+    holder.settings = settings.model_copy(update={"state_db_port": 1})
+    assert lost.wait(6)
+    told = time.monotonic()
+    with pytest.raises(Exception, match="lost"):
+        holder.verify()
     probe = RunLock(settings)
     while not probe.try_acquire():
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+        time.sleep(0.1)
+    assert time.monotonic() - told > 0.5, "the holder knew before anyone could take over"
     probe.release()
 
 
