@@ -39,6 +39,10 @@ WORKDIR /opt/venv/lib/python3.11/site-packages
 RUN rm -rf pandas/tests numpy/tests numpy/*/tests pyarrow/tests pyarrow/include pyarrow/src \
               pyarrow/_pyarrow_cpp_tests* pyarrow/*flight* pyarrow/libarrow_s3.so* \
               jedi/third_party /opt/venv/share/jupyter
+# Plain `sqlmesh` in the image is `meshctl sqlmesh`, so its writes take the run lock like every
+# other writer (meshctl/writers.py) and the emulated gateway works with it too.
+RUN printf '#!/bin/sh\nexec /opt/venv/bin/meshctl sqlmesh "$@"\n' >/opt/venv/bin/sqlmesh \
+    && chmod 0755 /opt/venv/bin/sqlmesh
 
 # --- runtime -----------------------------------------------------------------------------------
 FROM python:3.11.14-slim-bookworm

@@ -1,5 +1,13 @@
-"""`meshctl sqlmesh ARGS...`: the sqlmesh CLI with secrets resolved and the emulated gateway
-patched in-process, so `meshctl -g fakesnow sqlmesh plan` works like `sqlmesh plan`."""
+"""`meshctl sqlmesh ARGS...`: the sqlmesh CLI with secrets resolved, the emulated gateway
+patched in-process (so `meshctl -g fakesnow sqlmesh plan` works like `sqlmesh plan`), and every
+write under the run lock (writers.py). In the image, `sqlmesh` itself is this command.
+
+A writing command takes the lock before SQLMesh opens anything, and holds it to the end: a plan
+is computed against the state it is applied to (the plan/run race of SQLMesh issues 3866 and
+5825), and on DuckDB the warehouse file admits one process at a time anyway. An interactive
+`plan` therefore holds the lock while it waits at its prompt; cron ticks meanwhile are skipped
+and say so (`meshctl runs`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,26 @@ import click
 
 from meshctl import secrets
 from meshctl.gateways import emulation
+
+# sqlmesh commands that write to an environment or to state, and the run-history trigger each
+# is recorded under (`plan --restate-model` is a plan).
+WRITING_COMMANDS = {
+    "plan": "plan",
+    "run": "run",
+    "migrate": "migrate",
+    "janitor": "janitor",
+    "invalidate": "invalidate",
+    "rollback": "rollback",
+    "destroy": "destroy",
+}
+
+
+def _command(args: tuple[str, ...]) -> tuple[str | None, str]:
+    """(the sqlmesh subcommand, the environment it names or 'prod') from raw CLI arguments."""
+    words = [a for a in args if not a.startswith("-")]
+    command = words[0] if words else None
+    environment = words[1] if len(words) > 1 and command in ("plan", "run", "invalidate") else "prod"
+    return command, environment
 
 
 @click.command(
@@ -17,16 +45,36 @@ from meshctl.gateways import emulation
 @click.pass_obj
 def sqlmesh_command(settings, args: tuple[str, ...]) -> None:
     """Run any sqlmesh command against the selected gateway (e.g. `meshctl sqlmesh plan prod`)."""
+    import contextlib
+
     from sqlmesh.cli.main import cli
+
+    from meshctl import writers
+    from meshctl.locks import LockHeld
 
     if settings.gateway == "local":
         settings.resolve(settings.local_data_dir).mkdir(parents=True, exist_ok=True)
     argv = ["--paths", str(settings.project_dir), "--gateway", settings.gateway, *args]
+    command, environment = _command(args)
     with secrets.exported(settings), emulation(settings, settings.gateway):
+        writers.install_context_guards(settings)
+        guard = contextlib.nullcontext(None)
+        if command in WRITING_COMMANDS and writers.gateway_needs_lock(settings):
+            guard = writers.exclusive(settings, WRITING_COMMANDS[command], environment, what=f"sqlmesh {command}")
+        code = 0
         try:
-            cli.main(args=argv, prog_name="sqlmesh", standalone_mode=False)
-        except click.exceptions.Exit as exc:
-            raise SystemExit(exc.exit_code) from None
-        except click.ClickException as exc:
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
+            with guard as record:
+                try:
+                    cli.main(args=argv, prog_name="sqlmesh", standalone_mode=False)
+                except click.exceptions.Exit as exc:
+                    code = exc.exit_code
+                except click.ClickException as exc:
+                    exc.show()
+                    code = exc.exit_code
+                if code and record is not None:
+                    record.status, record.error = "failed", f"sqlmesh {command} exited {code}"
+        except LockHeld as exc:
+            click.echo(f"Error: {exc}", err=True)
+            code = 75
+        if code:
+            raise SystemExit(code)

@@ -400,11 +400,16 @@ def restore_state(
             if confirm is not None and not confirm(question):
                 return RestoreResult(key=key, restored=False, environments=environments)
             safety = None
-            if current:
-                safety = backup_state(
-                    settings, context=ctx, bucket=bucket, now=now, retention=False, reason="pre-restore"
-                ).key
-            import_state_file(ctx, path, replace)
+            # A restore rewrites the state every writer reads: it takes the run lock like one.
+            from meshctl.writers import exclusive, state_in_postgres
+
+            guard = exclusive(settings, "restore", "*") if state_in_postgres(ctx) else contextlib.nullcontext()
+            with guard:
+                if current:
+                    safety = backup_state(
+                        settings, context=ctx, bucket=bucket, now=now, retention=False, reason="pre-restore"
+                    ).key
+                import_state_file(ctx, path, replace)
     log.info(
         json.dumps(
             {"event": "state_restored", "key": key, "environments": environments, "safety_backup": safety}

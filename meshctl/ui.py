@@ -104,6 +104,10 @@ def ui_command(settings: Settings, host: str | None, port: int | None, insecure_
     settings = settings.model_copy(update={"project_dir": ensure_project(settings)})
     with emulation(settings, settings.gateway):
         preflight(settings)
+        from meshctl import writers
+
+        # A plan applied from the UI takes the run lock like every other writer.
+        writers.install_context_guards(settings)
         app = build_app(settings, insecure_no_auth=insecure)
         heartbeat.write(settings, "ui", port=port)
         log.info("SQLMesh UI for %s (gateway %s) on http://%s:%d", settings.project_dir, settings.gateway, host, port)
