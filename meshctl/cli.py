@@ -33,7 +33,38 @@ VERBS = {
 }
 
 
+def _is_state_db_error(exc: Exception) -> bool:
+    """psycopg2 talks to the state database only (the warehouse is Snowflake or DuckDB): an
+    OperationalError from it after the start-up wait means the database went away."""
+    if not type(exc).__module__.startswith("psycopg2"):
+        return False
+    import psycopg2
+
+    return isinstance(exc, psycopg2.OperationalError)
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        """The one error handler: an expected failure is one line (with its fix), no traceback."""
+        from meshctl.errors import ExpectedFailure
+
+        try:
+            return super().invoke(ctx)
+        except ExpectedFailure as exc:
+            click.echo(f"meshctl: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except Exception as exc:
+            if not _is_state_db_error(exc):
+                raise
+            from meshctl.wait import refusal
+
+            reason = refusal(ctx.obj, exc) or (
+                f"lost the state database: {str(exc).strip().splitlines()[0]}. A run's lease expires by "
+                "itself; `meshctl runs` shows what happened once the database is back."
+            )
+            click.echo(f"meshctl: error: {reason}", err=True)
+            ctx.exit(2)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(VERBS)
 

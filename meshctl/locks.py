@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import psycopg2
 from psycopg2 import sql
 
+from meshctl.errors import ExpectedFailure
 from meshctl.settings import Settings
 from meshctl.wait import connect_state_db
 
@@ -43,8 +44,10 @@ log = logging.getLogger("meshctl.locks")
 _DDL_LOCK_KEY = 7_311_203_145_002_003
 
 
-class LockHeld(RuntimeError):
+class LockHeld(ExpectedFailure):
     """The lock stayed held by someone else for the whole wait."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
 
 
 class LockLost(RuntimeError):
@@ -250,7 +253,7 @@ class RunLock:
         # Separate from renewing: a renewal can hang on a dead connection; this cannot.
         while not self._stop.wait(0.25):
             if time.monotonic() >= self._valid_until:
-                self._lose(f"the lease could not be renewed for {self.lease - self.margin:.0f}s (state database unreachable)")
+                self._lose(f"the lease could not be renewed for {self.lease - self.margin:g}s (state database unreachable)")
                 return
 
     def _lose(self, reason: str) -> None:

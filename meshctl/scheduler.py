@@ -719,7 +719,10 @@ def scheduler_command(settings: Settings, max_ticks: int | None) -> None:
 @click.pass_obj
 def run_once_command(settings: Settings) -> None:
     """One locked, recorded `sqlmesh run` now. Exit 0 ok, 1 failed/timeout, 75 skipped (locked)."""
+    from meshctl.wait import wait_for_state_db
+
     settings = _prepare(settings)
+    wait_for_state_db(settings)  # the run lock and its history live there
     scheduler = Scheduler(settings)
     scheduler.install_signal_handlers()
     record = scheduler.run_once("manual")
@@ -733,7 +736,10 @@ def run_once_command(settings: Settings) -> None:
 @click.pass_obj
 def runs_command(settings: Settings, limit: int, as_json: bool) -> None:
     """Recent runs from the run history, newest first."""
+    from meshctl.wait import wait_for_state_db
+
     settings = _prepare(settings)
+    wait_for_state_db(settings)
     history = RunHistory(settings)
     history.ensure()
     rows = history.recent(limit)

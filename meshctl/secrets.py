@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 
 from pydantic import SecretStr
 
+from meshctl.errors import ExpectedFailure
 from meshctl.settings import Settings
 
 # The keys each JSON secret may hold, mapped to Settings fields. Documented in the README.
@@ -43,7 +44,7 @@ SECRET_FIELDS = {
 }
 
 
-class SecretError(RuntimeError):
+class SecretError(ExpectedFailure):
     """A secret is missing, unreadable or lacks a key. The message never holds a value."""
 
 

@@ -50,7 +50,6 @@ def sqlmesh_command(settings, args: tuple[str, ...]) -> None:
     from sqlmesh.cli.main import cli
 
     from meshctl import writers
-    from meshctl.locks import LockHeld
 
     if settings.gateway == "local":
         settings.resolve(settings.local_data_dir).mkdir(parents=True, exist_ok=True)
@@ -60,21 +59,20 @@ def sqlmesh_command(settings, args: tuple[str, ...]) -> None:
         writers.install_context_guards(settings)
         guard = contextlib.nullcontext(None)
         if command in WRITING_COMMANDS and writers.gateway_needs_lock(settings):
+            from meshctl.wait import wait_for_state_db
+
+            wait_for_state_db(settings)
             guard = writers.exclusive(settings, WRITING_COMMANDS[command], environment, what=f"sqlmesh {command}")
         code = 0
-        try:
-            with guard as record:
-                try:
-                    cli.main(args=argv, prog_name="sqlmesh", standalone_mode=False)
-                except click.exceptions.Exit as exc:
-                    code = exc.exit_code
-                except click.ClickException as exc:
-                    exc.show()
-                    code = exc.exit_code
-                if code and record is not None:
-                    record.status, record.error = "failed", f"sqlmesh {command} exited {code}"
-        except LockHeld as exc:
-            click.echo(f"Error: {exc}", err=True)
-            code = 75
+        with guard as record:  # LockHeld: one line from meshctl's error handler
+            try:
+                cli.main(args=argv, prog_name="sqlmesh", standalone_mode=False)
+            except click.exceptions.Exit as exc:
+                code = exc.exit_code
+            except click.ClickException as exc:
+                exc.show()
+                code = exc.exit_code
+            if code and record is not None:
+                record.status, record.error = "failed", f"sqlmesh {command} exited {code}"
         if code:
             raise SystemExit(code)
