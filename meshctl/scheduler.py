@@ -247,14 +247,8 @@ def _project_dir(settings: Settings) -> Path:
     return Path(artifacts.ensure_project(settings))
 
 
-def _die_with_parent(parent_pid: int, parent_pipe: int) -> None:
-    """Nothing of a run outlives the scheduler: not this process, not what it forks.
-
-    PR_SET_PDEATHSIG kills this process when the scheduler dies, but the kernel clears it in
-    forked children (SQLMesh's loader pool, say), which would live on as orphans. So, before
-    anything else, fork a keeper into this process group (the child starts its own session): it
-    blocks reading a pipe whose only write end the scheduler holds, and when that end closes --
-    the scheduler died, or reaped us -- it SIGKILLs the whole group, itself included."""
+def _die_with_parent_only(parent_pid: int) -> None:
+    """PR_SET_PDEATHSIG, for a child that forks nothing (see _die_with_parent for one that does)."""
     try:
         import ctypes
 
@@ -263,6 +257,17 @@ def _die_with_parent(parent_pid: int, parent_pipe: int) -> None:
         pass
     if os.getppid() != parent_pid:
         os._exit(70)
+
+
+def _die_with_parent(parent_pid: int, parent_pipe: int) -> None:
+    """Nothing of a run outlives the scheduler: not this process, not what it forks.
+
+    PR_SET_PDEATHSIG kills this process when the scheduler dies, but the kernel clears it in
+    forked children (SQLMesh's loader pool, say), which would live on as orphans. So, before
+    anything else, fork a keeper into this process group (the child starts its own session): it
+    blocks reading a pipe whose only write end the scheduler holds, and when that end closes --
+    the scheduler died, or reaped us -- it SIGKILLs the whole group, itself included."""
+    _die_with_parent_only(parent_pid)
     if os.fork() == 0:  # the keeper
         try:
             # Hold nothing of the run open: our stdout is the scheduler's log pipe, read to EOF.
@@ -277,6 +282,39 @@ def _die_with_parent(parent_pid: int, parent_pipe: int) -> None:
             os.killpg(0, signal.SIGKILL)
             os._exit(0)
     os.close(parent_pipe)
+
+
+def settings_for_child(settings: Settings) -> str:
+    """`settings` as JSON for a child process's stdin: secrets resolved once, here, and never
+    put in a child's environment (where every process of the user could read them)."""
+    from pydantic import SecretStr
+
+    data = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        data[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return json.dumps(data, default=str)
+
+
+def backup_main(due: str, parent_pid: int) -> int:
+    """Entry of the backup process: one scheduled state backup (plus retention) for slot `due`,
+    unless another scheduler already took it. Settings arrive on stdin."""
+    _die_with_parent_only(parent_pid)
+    from meshctl import state_backup
+    from meshctl.s3 import Bucket
+
+    settings = Settings(**json.loads(sys.stdin.read()))
+    configure_logging(settings)
+    slot = datetime.fromisoformat(due)
+    try:
+        if any(b.taken_at >= slot for b in state_backup.list_backups(Bucket(settings))):
+            log.info("state backup for %s already taken by another scheduler", due)
+        elif (result := state_backup.run_scheduled_backup(settings)) is not None:
+            log.info("state backup %s (%d bytes)", result.url, result.size)
+    except Exception as exc:  # the next slot tries again
+        log.error("state backup for %s failed: %s", due, exc)
+        return 1
+    return 0
 
 
 def child_main(result_path: str, parent_pid: int, parent_pipe: int, lock_token: int | None) -> int:
@@ -657,22 +695,32 @@ class Scheduler:
     def _backup(self, due: datetime) -> datetime | None:
         """Take the backup due at `due` under the run lock, so no `sqlmesh run` writes state
         during the export; returns when the next one is due. Locked by a run: try again in a
-        minute. Another scheduler already took this slot's backup: skip it."""
-        from meshctl import state_backup
-        from meshctl.s3 import Bucket
-
-        lock = RunLock(self.settings, holder=describe_self("scheduler state backup"))
+        minute. The backup runs in a child process with a time limit (a hung export or upload
+        must not stop the heartbeat and every run after it); its settings, secrets included,
+        go to it on stdin, never through the environment."""
+        settings = self.settings
+        lock = RunLock(settings, holder=describe_self("scheduler state backup"))
         if not lock.try_acquire():
             return _now() + timedelta(minutes=1)
         try:
             self.beat(force=True, state="backing up")
-            taken = state_backup.list_backups(Bucket(self.settings))
-            if any(b.taken_at >= due for b in taken):
-                log.info("state backup for %s already taken by another scheduler", due.isoformat())
-            elif (result := state_backup.run_scheduled_backup(self.settings)) is not None:
-                log.info("state backup %s (%d bytes)", result.url, result.size)
-        except Exception as exc:  # the backup never stops the scheduler; the next slot tries again
-            log.error("state backup for %s failed: %s", due.isoformat(), exc)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "meshctl.scheduler", "--backup", due.isoformat(), "--parent", str(os.getpid())],
+                stdin=subprocess.PIPE, start_new_session=True,
+            )
+            proc.stdin.write(settings_for_child(settings).encode())
+            proc.stdin.close()
+            limit = time.monotonic() + settings.state_backup_time_limit_seconds
+            while proc.poll() is None:
+                self.beat()
+                if time.monotonic() >= limit or lock.lost:
+                    ChildRunner._kill(proc)
+                    log.error("state backup for %s %s; killed", due.isoformat(),
+                              f"lost the run lock ({lock.lost})" if lock.lost else
+                              f"exceeded its time limit of {settings.state_backup_time_limit_seconds:g}s")
+                    break
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.5)
         finally:
             lock.release()
         return self._next_backup(due)
@@ -763,10 +811,13 @@ def runs_command(settings: Settings, limit: int, as_json: bool) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="internal: one run attempt for the scheduler")
-    parser.add_argument("--child", required=True)
+    parser = argparse.ArgumentParser(description="internal: the scheduler's child processes")
+    parser.add_argument("--child", help="one run attempt; its result goes to this file")
+    parser.add_argument("--backup", help="one scheduled state backup for this slot (ISO time)")
     parser.add_argument("--parent", type=int, required=True)
-    parser.add_argument("--parent-pipe", type=int, required=True)
+    parser.add_argument("--parent-pipe", type=int)
     parser.add_argument("--lock-token", type=int, default=None)
     args = parser.parse_args()
+    if args.backup:
+        sys.exit(backup_main(args.backup, args.parent))
     sys.exit(child_main(args.child, args.parent, args.parent_pipe, args.lock_token))

@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     state_backup_keep_count: int = Field(30, ge=0, alias="STATE_BACKUP_KEEP_COUNT")
     state_backup_keep_days: float = Field(0, ge=0, alias="STATE_BACKUP_KEEP_DAYS")
     state_backup_cron: str = Field("0 3 * * *", alias="STATE_BACKUP_CRON")
+    # The scheduler's backup runs in a child process, killed past this limit.
+    state_backup_time_limit_seconds: float = Field(900, gt=0, alias="MESHCTL_STATE_BACKUP_TIME_LIMIT_SECONDS")
 
     # --- service: UI and scheduler (issue 4; meshctl/ui.py, scheduler.py, ...) -------------
     # Scheduler: croniter expression (UTC; a 6th field is seconds), per-run time limit, retries

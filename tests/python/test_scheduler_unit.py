@@ -349,3 +349,43 @@ def test_a_child_killed_after_writing_its_result_is_a_timeout(settings, tmp_path
     assert attempt.status == "timeout"
     assert attempt.models == ["m"]
     assert "time limit of 60s" in attempt.error
+
+
+def test_a_hung_state_backup_is_killed_at_its_time_limit_and_the_scheduler_goes_on(settings, caplog, monkeypatch):
+    """S3 accepts the connection and never answers: before, the backup ran in the loop's own
+    process with no limit (botocore waits a minute per try, with retries), stopping the
+    heartbeat and every run; now its child is killed at the limit and the lock comes back."""
+    import socket
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # made-up keys: the request must be sent
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    blackhole = socket.create_server(("127.0.0.1", 0))  # accepts (the backlog), never answers
+    settings = settings.model_copy(update={
+        "artifacts_bucket": "goodword-artifacts", "aws_endpoint_url": f"http://127.0.0.1:{blackhole.getsockname()[1]}",
+        "state_backup_time_limit_seconds": 4, "run_lock_lease_seconds": 8,
+    })
+    scheduler = Scheduler(settings, runner=ScriptedRunner(), beat=True)
+    from datetime import datetime, timezone
+
+    started = time.monotonic()
+    with caplog.at_level("INFO", logger="meshctl.scheduler"):
+        next_due = scheduler._backup(datetime.now(timezone.utc))
+    elapsed = time.monotonic() - started
+    blackhole.close()
+    assert 3.5 < elapsed < 10, elapsed
+    assert "exceeded its time limit of 4s; killed" in caplog.text
+    assert next_due is not None
+    ok, detail = heartbeat.check(settings)
+    assert ok, f"the heartbeat went on during the backup: {detail}"
+    probe = RunLock(settings)
+    assert probe.try_acquire(), "the lock came back"
+    probe.release()
+
+
+def test_settings_reach_a_child_whole_with_secrets_outside_the_environment(settings):
+    from meshctl.scheduler import settings_for_child
+
+    settings = settings.model_copy(update={"state_db_password": SecretStr("pw-123"), "snowflake_private_key": SecretStr("k")})
+    again = Settings(**json.loads(settings_for_child(settings)))
+    assert again == settings
+    assert again.state_db_password.get_secret_value() == "pw-123"
