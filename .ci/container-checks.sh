@@ -6,6 +6,7 @@
 #     (pip check's rule, read from the installed metadata: the image carries no pip), its size
 #     under a ceiling, and the modules the service uses still import after the trim;
 #   - psycopg2 (psycopg2-binary) reaches PostgreSQL with no system libpq;
+#   - plain `sqlmesh` is `meshctl sqlmesh`, so its writes take the run lock;
 #   - `meshctl demo` with the image's defaults (no settings, no volume), and into a volume whose
 #     mount point is LOCAL_DATA_DIR itself, twice (the second run resets in place);
 #   - no secret in the image's configuration;
@@ -125,6 +126,14 @@ print(md.packages_distributions()['psycopg2'], 'libpq', psycopg2.extensions.libp
   pass "psycopg2 reaches PostgreSQL without a system libpq" "$out"
 else
   fail "psycopg2 reaches PostgreSQL without a system libpq" "$(tail -n 1 <<<"$out")"
+fi
+# Plain `sqlmesh` is `meshctl sqlmesh` (its writes take the run lock; tests/python/test_write_lock.py).
+if wrapper=$("${RUN[@]}" --entrypoint sh "$IMAGE" -c 'cat "$(command -v sqlmesh)"' 2>&1) \
+    && grep -q 'exec /opt/venv/bin/meshctl sqlmesh "$@"' <<<"$wrapper" \
+    && out=$("${RUN[@]}" --entrypoint sqlmesh "$IMAGE" --help 2>&1) && grep -q 'Usage: sqlmesh' <<<"$out"; then
+  pass "plain sqlmesh goes through meshctl sqlmesh" "$(grep -m1 exec <<<"$wrapper")"
+else
+  fail "plain sqlmesh goes through meshctl sqlmesh" "$(tail -n 1 <<<"${out:-$wrapper}")"
 fi
 env_cfg=$(podman image inspect "$IMAGE" --format '{{json .Config.Env}}')
 if grep -qiE '(PASSWORD|SECRET|TOKEN|PRIVATE_KEY|WEBHOOK)[A-Z_]*=' <<<"$env_cfg"; then fail "no secret in the image's environment" "$env_cfg"; else pass "no secret in the image's environment"; fi

@@ -29,12 +29,16 @@ WRITING_COMMANDS = {
 }
 
 
-def _command(args: tuple[str, ...]) -> tuple[str | None, str]:
-    """(the sqlmesh subcommand, the environment it names or 'prod') from raw CLI arguments."""
-    words = [a for a in args if not a.startswith("-")]
-    command = words[0] if words else None
-    environment = words[1] if len(words) > 1 and command in ("plan", "run", "invalidate") else "prod"
-    return command, environment
+def _command(args: tuple[str, ...], commands) -> tuple[str | None, str]:
+    """(the sqlmesh subcommand, the environment it names or 'prod') from raw CLI arguments:
+    the first argument that is one of sqlmesh's commands (root options may carry values), its
+    own arguments parsed by its own click definition without running it."""
+    for i, arg in enumerate(args):
+        if arg in commands:
+            with commands[arg].make_context(arg, list(args[i + 1:]), resilient_parsing=True) as parsed:
+                environment = parsed.params.get("environment")
+            return arg, environment or "prod"
+    return None, "prod"
 
 
 @click.command(
@@ -54,7 +58,7 @@ def sqlmesh_command(settings, args: tuple[str, ...]) -> None:
     if settings.gateway == "local":
         settings.resolve(settings.local_data_dir).mkdir(parents=True, exist_ok=True)
     argv = ["--paths", str(settings.project_dir), "--gateway", settings.gateway, *args]
-    command, environment = _command(args)
+    command, environment = _command(args, cli.commands)
     with secrets.exported(settings), emulation(settings, settings.gateway):
         writers.install_context_guards(settings)
         guard = contextlib.nullcontext(None)
