@@ -123,19 +123,19 @@ WITH subscriptions AS (
         THEN NULL
         WHEN parsed.billing_interval = 'month'
         THEN parsed.unit_amount_minor * parsed.quantity / (
-          POWER(10, COALESCE(currency_exponents.exponent, 2)) * parsed.interval_count
+          @minor_units_per_major(currency_exponents.exponent) * parsed.interval_count
         )
         WHEN parsed.billing_interval = 'year'
         THEN parsed.unit_amount_minor * parsed.quantity / (
-          POWER(10, COALESCE(currency_exponents.exponent, 2)) * 12 * parsed.interval_count
+          @minor_units_per_major(currency_exponents.exponent) * 12 * parsed.interval_count
         )
         WHEN parsed.billing_interval = 'week'
         THEN parsed.unit_amount_minor * parsed.quantity * 52 / (
-          POWER(10, COALESCE(currency_exponents.exponent, 2)) * 12 * parsed.interval_count
+          @minor_units_per_major(currency_exponents.exponent) * 12 * parsed.interval_count
         )
         WHEN parsed.billing_interval = 'day'
         THEN parsed.unit_amount_minor * parsed.quantity * 365 / (
-          POWER(10, COALESCE(currency_exponents.exponent, 2)) * 12 * parsed.interval_count
+          @minor_units_per_major(currency_exponents.exponent) * 12 * parsed.interval_count
         )
       END,
       0

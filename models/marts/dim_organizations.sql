@@ -7,7 +7,7 @@ MODEL (
   audits (
     not_null(columns := (organization_id, active_member_count, is_deleted)),
     unique_values(columns := (organization_id)),
-    accepted_values_non_blocking(column := plan, is_in := ('free', 'pro', 'team', 'enterprise')),
+    accepted_values_non_blocking(column := plan, is_in := @VAR('organization_plans')),
     assert_non_negative(columns := (active_member_count))
   ),
   column_descriptions (

@@ -20,7 +20,7 @@ MODEL (
     not_null(columns := (organization_id, valid_from)),
     unique_combination_of_columns(columns := (organization_id, valid_from)),
     assert_valid_periods(key := organization_id, valid_from := valid_from, valid_to := valid_to),
-    accepted_values_non_blocking(column := plan, is_in := ('free', 'pro', 'team', 'enterprise'))
+    accepted_values_non_blocking(column := plan, is_in := @VAR('organization_plans'))
   ),
   column_descriptions (
     organization_id = 'Goodword organization ID.',

@@ -7,7 +7,7 @@ MODEL (
   audits (
     not_null(columns := (user_id, is_deleted)),
     unique_values(columns := (user_id)),
-    accepted_values_non_blocking(column := role, is_in := ('owner', 'admin', 'member')),
+    accepted_values_non_blocking(column := role, is_in := @VAR('user_roles')),
     accepted_values_non_blocking(column := status, is_in := ('invited', 'active', 'deactivated'))
   ),
   column_descriptions (

@@ -23,7 +23,7 @@ MODEL (
     ),
     accepted_values_non_blocking(
       column := event_type,
-      is_in := ('session_started', 'document_created', 'document_shared', 'comment_added', 'invite_sent'),
+      is_in := @VAR('event_types'),
       condition := @arrived(replicated_at)
     )
   ),

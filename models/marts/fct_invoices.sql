@@ -7,7 +7,7 @@ MODEL (
   audits (
     not_null(columns := (invoice_id, stripe_customer_id)),
     unique_values(columns := (invoice_id)),
-    accepted_values_non_blocking(column := status, is_in := ('draft', 'open', 'paid', 'uncollectible', 'void')),
+    accepted_values_non_blocking(column := status, is_in := @VAR('invoice_statuses')),
     assert_non_negative(columns := (amount_due, amount_paid))
   ),
   column_descriptions (

@@ -21,8 +21,8 @@ MODEL (
 /* A subscription counts on day D when date(START) <= D, ENDED_AT is null or date(ENDED_AT) > D,
    it is not in trial on D (TRIAL_END null or date(TRIAL_END) <= D), and its status is not
    incomplete / incomplete_expired (marts.md). Item amounts are summed at 6 decimals and rounded
-   to cents once per row. The date spine is built from ten digits so it is plain SQL on every
-   engine (100,000 days from the first start) and ends at the latest complete date. */
+   to cents once per row. Days run from the first subscription start through
+   @closed_through_date() (the whole-days rule, macros/arrivals.py), on @calendar_days. */
 WITH subscriptions AS (
   SELECT
     subscription_id,

@@ -19,7 +19,7 @@ MODEL (
     unique_values(columns := (event_id)),  /* within the window audited */
     accepted_values_non_blocking(
       column := event_type,
-      is_in := ('session_started', 'document_created', 'document_shared', 'comment_added', 'invite_sent')
+      is_in := @VAR('event_types')
     ),
     /* the contract allows events up to 5 minutes ahead of their replication (clock skew) */
     assert_not_later_than(

@@ -10,7 +10,7 @@ MODEL (
   audits (
     not_null(columns := (organization_id)),
     unique_values(columns := (organization_id)),
-    accepted_values_non_blocking(column := plan, is_in := ('free', 'pro', 'team', 'enterprise'))
+    accepted_values_non_blocking(column := plan, is_in := @VAR('organization_plans'))
   ),
   column_descriptions (
     organization_id = 'Goodword organization ID (app primary key).',

@@ -8,8 +8,8 @@ MODEL (
   audits (
     not_null(columns := (user_id)),
     unique_values(columns := (user_id)),
-    accepted_values_non_blocking(column := role, is_in := ('owner', 'admin', 'member')),
-    accepted_values_non_blocking(column := status, is_in := ('invited', 'active', 'deactivated'))
+    accepted_values_non_blocking(column := role, is_in := @VAR('user_roles')),
+    accepted_values_non_blocking(column := status, is_in := @VAR('user_statuses'))
   ),
   column_descriptions (
     user_id = 'Goodword user ID (app primary key).',
@@ -41,7 +41,7 @@ WITH source AS (
     organization_id::NUMBER(38, 0) AS organization_id,
     /* strings */
     /* trims any surrounding whitespace (tabs, line breaks), not only spaces as TRIM does */
-    LOWER(REGEXP_REPLACE(email, '^[[:space:]]+|[[:space:]]+$', ''))::VARCHAR AS email,
+    @normalized_email(email) AS email,
     full_name::VARCHAR AS full_name,
     role::VARCHAR AS role,
     status::VARCHAR AS status,

@@ -37,7 +37,7 @@ WITH source AS (
     id::VARCHAR AS stripe_customer_id,
     TRY_CAST(TRIM(JSON_EXTRACT_PATH_TEXT(metadata, 'organization_id')) AS NUMBER(38, 0)) AS metadata_organization_id,
     /* strings */
-    LOWER(REGEXP_REPLACE(email, '^[[:space:]]+|[[:space:]]+$', ''))::VARCHAR AS email,
+    @normalized_email(email) AS email,
     name::VARCHAR AS customer_name,
     LOWER(currency)::VARCHAR AS currency,
     /* booleans */
@@ -45,8 +45,8 @@ WITH source AS (
     COALESCE(deleted, FALSE) AS is_deleted,
     COALESCE(livemode, FALSE) AS is_livemode,
     /* timestamps (Stripe sends Unix seconds) */
-    TO_TIMESTAMP_NTZ(created, 0) AS created_at,
-    TO_TIMESTAMP_NTZ(updated, 0) AS updated_at,
+    @unix_to_timestamp(created) AS created_at,
+    @unix_to_timestamp(updated) AS updated_at,
     CONVERT_TIMEZONE('UTC', _airbyte_extracted_at)::TIMESTAMP_NTZ AS extracted_at
   FROM source
 )

@@ -8,7 +8,7 @@ MODEL (
   audits (
     not_null(columns := (invoice_id, stripe_customer_id)),
     unique_values(columns := (invoice_id)),
-    accepted_values_non_blocking(column := status, is_in := ('draft', 'open', 'paid', 'uncollectible', 'void'))
+    accepted_values_non_blocking(column := status, is_in := @VAR('invoice_statuses'))
   ),
   column_descriptions (
     invoice_id = 'Stripe invoice ID (in_...).',
@@ -63,22 +63,19 @@ WITH source AS (
     /* booleans */
     COALESCE(paid, FALSE) AS is_paid,
     /* timestamps (Stripe sends Unix seconds) */
-    TO_TIMESTAMP_NTZ(created, 0) AS created_at,
-    TO_TIMESTAMP_NTZ(
-      TRY_CAST(JSON_EXTRACT_PATH_TEXT(status_transitions, 'finalized_at') AS NUMBER(38, 0)),
-      0
+    @unix_to_timestamp(created) AS created_at,
+    @unix_to_timestamp(
+      TRY_CAST(JSON_EXTRACT_PATH_TEXT(status_transitions, 'finalized_at') AS NUMBER(38, 0))
     ) AS finalized_at,
-    TO_TIMESTAMP_NTZ(
-      TRY_CAST(JSON_EXTRACT_PATH_TEXT(status_transitions, 'paid_at') AS NUMBER(38, 0)),
-      0
+    @unix_to_timestamp(
+      TRY_CAST(JSON_EXTRACT_PATH_TEXT(status_transitions, 'paid_at') AS NUMBER(38, 0))
     ) AS paid_at,
-    TO_TIMESTAMP_NTZ(
-      TRY_CAST(JSON_EXTRACT_PATH_TEXT(status_transitions, 'voided_at') AS NUMBER(38, 0)),
-      0
+    @unix_to_timestamp(
+      TRY_CAST(JSON_EXTRACT_PATH_TEXT(status_transitions, 'voided_at') AS NUMBER(38, 0))
     ) AS voided_at,
-    TO_TIMESTAMP_NTZ(period_start, 0) AS period_start_at,
-    TO_TIMESTAMP_NTZ(period_end, 0) AS period_end_at,
-    TO_TIMESTAMP_NTZ(updated, 0) AS updated_at,
+    @unix_to_timestamp(period_start) AS period_start_at,
+    @unix_to_timestamp(period_end) AS period_end_at,
+    @unix_to_timestamp(updated) AS updated_at,
     CONVERT_TIMEZONE('UTC', source._airbyte_extracted_at)::TIMESTAMP_NTZ AS extracted_at
   FROM source
   LEFT JOIN currency_exponents

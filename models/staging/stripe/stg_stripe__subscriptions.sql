@@ -61,15 +61,15 @@ WITH source AS (
     /* booleans */
     COALESCE(cancel_at_period_end, FALSE) AS cancel_at_period_end,
     /* timestamps (Stripe sends Unix seconds) */
-    TO_TIMESTAMP_NTZ(created, 0) AS created_at,
-    TO_TIMESTAMP_NTZ(start_date, 0) AS started_at,
-    TO_TIMESTAMP_NTZ(current_period_start, 0) AS current_period_start_at,
-    TO_TIMESTAMP_NTZ(current_period_end, 0) AS current_period_end_at,
-    TO_TIMESTAMP_NTZ(trial_start, 0) AS trial_start_at,
-    TO_TIMESTAMP_NTZ(trial_end, 0) AS trial_end_at,
-    TO_TIMESTAMP_NTZ(canceled_at, 0) AS canceled_at,
-    TO_TIMESTAMP_NTZ(ended_at, 0) AS ended_at,
-    TO_TIMESTAMP_NTZ(updated, 0) AS updated_at,
+    @unix_to_timestamp(created) AS created_at,
+    @unix_to_timestamp(start_date) AS started_at,
+    @unix_to_timestamp(current_period_start) AS current_period_start_at,
+    @unix_to_timestamp(current_period_end) AS current_period_end_at,
+    @unix_to_timestamp(trial_start) AS trial_start_at,
+    @unix_to_timestamp(trial_end) AS trial_end_at,
+    @unix_to_timestamp(canceled_at) AS canceled_at,
+    @unix_to_timestamp(ended_at) AS ended_at,
+    @unix_to_timestamp(updated) AS updated_at,
     CONVERT_TIMEZONE('UTC', _airbyte_extracted_at)::TIMESTAMP_NTZ AS extracted_at
   FROM source
 )
