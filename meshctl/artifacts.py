@@ -8,9 +8,10 @@ Layout under `<prefix>/`:
     docs/index.html, docs/<version>/index.html
 
 `push` packs an allow-list of project paths (never `.env`, keys, local warehouses, caches),
-refuses if any file holds a secret setting's value, uploads, verifies with HEAD, then moves
-`latest`. `pull` downloads, checks the tarball and every file against the manifest, and only
-then swaps the new project into place; on any failure the previous project is left as it was.
+uploads, verifies with HEAD, then moves `latest`. The bucket refuses a bundle if any file in it
+holds a secret (meshctl/s3.py). `pull` downloads, checks
+the tarball and every file against the manifest, and only then swaps the new project into place;
+on any failure the previous project is left as it was.
 """
 
 from __future__ import annotations
@@ -35,14 +36,7 @@ from pathlib import Path, PurePosixPath
 
 import click
 
-from meshctl.s3 import (
-    ArtifactsError,
-    Bucket,
-    SecretInUpload,
-    error_text,
-    find_secret_in_file,
-    secret_values,
-)
+from meshctl.s3 import ArtifactsError, Bucket, error_text
 from meshctl.settings import Settings
 
 log = logging.getLogger("meshctl.artifacts")
@@ -247,16 +241,9 @@ def build_bundle(
         raise BundleError(f"nothing to bundle in {project_dir}: no models, config.yaml, ...")
     if MANIFEST_NAME in files:
         raise BundleError(f"the project has a file named {MANIFEST_NAME}; that name is reserved")
-    secrets = secret_values(settings)
     entries: dict[str, dict] = {}
     for rel in files:
         path = project_dir / rel
-        leaked = find_secret_in_file(path, secrets)
-        if leaked:
-            raise SecretInUpload(
-                f"refusing to bundle: {rel} contains the value of {leaked}; read it from the "
-                "environment instead"
-            )
         entries[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     git = git_info(project_dir, [f for f in INCLUDE if (project_dir / f).exists()])
     version = _check_version(version or new_version(now, git["revision"]))
@@ -319,10 +306,13 @@ def push(
             "bundle-version": version,
             "git-revision": manifest["git"]["revision"],
         }
+        remote_manifest = dict(manifest, bundle={"key": tar_key, "sha256": digest, "size": size})
+        manifest_bytes = json.dumps(remote_manifest, indent=2, sort_keys=True).encode()
+        # Both objects are scanned before either goes up, so a refusal leaves nothing behind.
+        bucket.check_bytes(manifest_key, manifest_bytes)
         bucket.upload_file(tar_path, tar_key, "application/gzip", metadata)
         head = _verify_upload(bucket, tar_key, size, digest)
-        remote_manifest = dict(manifest, bundle={"key": tar_key, "sha256": digest, "size": size})
-        bucket.put_json(manifest_key, remote_manifest, {"bundle-version": version})
+        bucket.put_bytes(manifest_key, manifest_bytes, "application/json", {"bundle-version": version})
         if bucket.head(manifest_key) is None:
             raise BundleError(f"{bucket.url(manifest_key)} is not there after upload")
         # Only now, with both objects in place and checked, does `latest` move.

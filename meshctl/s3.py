@@ -7,8 +7,9 @@
   `TransferConfig`, so anything above `ARTIFACTS_MULTIPART_THRESHOLD_BYTES` is sent in parts.
 - Every write is server-side encrypted: SSE-KMS with `ARTIFACTS_KMS_KEY_ID` when set, else
   SSE-S3 (AES256).
-- Every write is scanned for the value of each secret setting (passwords, private keys) and
-  refused if one appears; the error names the setting and the object, never the value.
+- Every write is scanned first (meshctl/secret_scan.py: the secret values this process holds,
+  and detect-secrets' credential detectors) and refused, with nothing put, if anything is found;
+  the error names the object, the file and line, and the kind of secret, never the value.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
+from meshctl import secret_scan
 from meshctl.settings import Settings
 
 log = logging.getLogger("meshctl.s3")
@@ -28,9 +29,6 @@ log = logging.getLogger("meshctl.s3")
 # A dropped connection should fail over to botocore's next attempt quickly, not after a minute.
 CONNECT_TIMEOUT_SECONDS = 10
 READ_TIMEOUT_SECONDS = 60
-# Secret values shorter than this are not scanned for: they would match ordinary text.
-MIN_SECRET_LENGTH = 6
-_SCAN_CHUNK = 1024 * 1024
 
 
 class ArtifactsError(RuntimeError):
@@ -38,7 +36,7 @@ class ArtifactsError(RuntimeError):
 
 
 class SecretInUpload(ArtifactsError):
-    """An object about to be uploaded contains the value of a secret setting."""
+    """An object about to be uploaded holds a secret (a known value, or a detected credential)."""
 
 
 def client_config(settings: Settings):
@@ -84,57 +82,6 @@ def encryption_args(settings: Settings) -> dict[str, str]:
     return {"ServerSideEncryption": "AES256"}
 
 
-def secret_values(settings: Settings) -> dict[str, bytes]:
-    """Setting name -> secret value (bytes) for every secret setting that is set."""
-    found: dict[str, bytes] = {}
-    for name, field in Settings.model_fields.items():
-        value = getattr(settings, name, None)
-        if isinstance(value, SecretStr):
-            raw = value.get_secret_value()
-            if len(raw) >= MIN_SECRET_LENGTH:
-                found[_env_name(name, field)] = raw.encode()
-    return found
-
-
-def _env_name(name: str, field) -> str:
-    if field.alias:
-        return field.alias
-    choices = getattr(field.validation_alias, "choices", None)
-    if choices and isinstance(choices[0], str):
-        return choices[0]
-    return name.upper()
-
-
-def find_secret(data: bytes, secrets: dict[str, bytes]) -> str | None:
-    """The name of the first secret setting whose value occurs in `data`."""
-    for name, value in secrets.items():
-        if value in data:
-            return name
-    return None
-
-
-def find_secret_in_file(path: Path, secrets: dict[str, bytes]) -> str | None:
-    """Like `find_secret`, reading the file in chunks (overlapping, so no value is split)."""
-    if not secrets:
-        return None
-    overlap = max(len(v) for v in secrets.values()) - 1
-    tail = b""
-    with path.open("rb") as fh:
-        while chunk := fh.read(_SCAN_CHUNK):
-            window = tail + chunk
-            name = find_secret(window, secrets)
-            if name:
-                return name
-            tail = window[-overlap:] if overlap else b""
-    return None
-
-
-def redact(data: bytes, secrets: dict[str, bytes]) -> bytes:
-    for name, value in secrets.items():
-        data = data.replace(value, f"***{name}***".encode())
-    return data
-
-
 class Bucket:
     """The artifacts bucket under its prefix. Keys passed in are full keys (see `key`)."""
 
@@ -150,7 +97,19 @@ class Bucket:
         self.client = client if client is not None else make_client(settings)
         self.transfer = transfer_config(settings)
         self.encryption = encryption_args(settings)
-        self.secrets = secret_values(settings)
+
+    @cached_property
+    def secrets(self) -> list[tuple[str, bytes]]:
+        """The secret values no upload may hold, resolved on the first write (reads never need
+        them): with MESHCTL_SECRETS=aws, from Secrets Manager too; if that cannot be read, no
+        write goes ahead, since it could not be checked."""
+        from meshctl import secrets
+
+        try:
+            resolved = secrets.resolve(self.settings)
+        except secrets.SecretError as exc:
+            raise ArtifactsError(f"cannot check uploads for secret values: {exc}") from None
+        return secret_scan.known_secrets(resolved)
 
     # --- keys ------------------------------------------------------------------------------
     def key(self, *parts: str) -> str:
@@ -159,12 +118,21 @@ class Bucket:
     def url(self, key: str) -> str:
         return f"s3://{self.name}/{key}"
 
-    # --- writes (all encrypted, all scanned) -----------------------------------------------
-    def _refuse_secret(self, name: str | None, key: str) -> None:
-        if name:
-            raise SecretInUpload(
-                f"refusing to upload {self.url(key)}: it contains the value of {name}"
-            )
+    # --- writes (all scanned, all encrypted) -----------------------------------------------
+    def check(self, key: str, finding: secret_scan.Finding | None) -> None:
+        """Refuse the upload of `key` if the scan found something."""
+        if finding is None:
+            return
+        hint = (
+            "remove it; credentials come from the environment or Secrets Manager"
+            if finding.known
+            else "remove it (credentials come from the environment or Secrets Manager), or, if it "
+            "is no secret, add a `pragma: allowlist secret` comment to that line"
+        )
+        raise SecretInUpload(f"refusing to upload {self.url(key)}: {finding}; nothing was uploaded: {hint}")
+
+    def check_bytes(self, key: str, data: bytes) -> None:
+        self.check(key, secret_scan.scan_bytes(data, self.secrets))
 
     def put_bytes(
         self,
@@ -174,7 +142,7 @@ class Bucket:
         metadata: dict[str, str] | None = None,
         cache_control: str | None = None,
     ) -> dict:
-        self._refuse_secret(find_secret(data, self.secrets), key)
+        self.check_bytes(key, data)
         extra: dict[str, Any] = {}
         if cache_control:
             extra["CacheControl"] = cache_control
@@ -201,7 +169,7 @@ class Bucket:
         callback=None,
     ) -> None:
         """Managed transfer: multipart above the threshold, parts retried by botocore."""
-        self._refuse_secret(find_secret_in_file(path, self.secrets), key)
+        self.check(key, secret_scan.scan_file(path, self.secrets))
         self.client.upload_file(
             str(path),
             self.name,

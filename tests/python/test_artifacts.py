@@ -1,5 +1,6 @@
 """Project bundles and docs against moto over HTTP: push/pull round trip, tampering, interrupted
-pushes, secrets never uploaded, encryption on every object, multipart for large bundles."""
+pushes, secrets never uploaded (known values and credentials found
+by their shape), encryption on every object, multipart for large bundles."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 import os
 import subprocess
 import tarfile
+import uuid
 from pathlib import Path
 
 import boto3
@@ -21,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from meshctl import artifacts
 from meshctl.artifacts import BundleError, MANIFEST_NAME
 from meshctl.s3 import ArtifactsError, Bucket, SecretInUpload
-from meshctl.settings import Settings
+from meshctl.settings import PROJECT_DIR, Settings
 
 SNOWFLAKE_PASSWORD = "sf-Pa55-word-91c7e2"
 STATE_DB_PASSWORD = "state-db-pw-4d2a8f"
@@ -371,9 +373,67 @@ def test_a_secret_value_in_a_project_file_stops_the_push(settings, project, s3, 
     write(project / "macros" / "creds.py", f'PASSWORD = "{STATE_DB_PASSWORD}"\n')
     with pytest.raises(SecretInUpload) as err:
         artifacts.push(settings)
-    assert "macros/creds.py" in str(err.value) and "STATE_DB_PASSWORD" in str(err.value)
+    assert "macros/creds.py line 1: the value of STATE_DB_PASSWORD" in str(err.value)
     assert STATE_DB_PASSWORD not in str(err.value)
     assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
+
+
+def test_a_private_key_in_a_file_named_for_nothing_stops_the_push(project, artifacts_bucket, s3, monkeypatch):
+    """No secret setting is set at all, so there is no value to look for: the key is found by
+    its shape, and nothing is uploaded (no tarball, no manifest, no latest)."""
+    for name in ("SNOWFLAKE_PASSWORD", "STATE_DB_PASSWORD", "SNOWFLAKE_PRIVATE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None, project_dir=project, gateway="local")
+    write(project / "macros" / "dev_notes.txt", f"keys for the demo account, do not commit\n{PEM}")
+
+    result = CliRunner().invoke(artifacts.artifacts_group, ["push", "--version", "v1"], obj=settings)
+
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1  # one line, no traceback
+    assert result.output.startswith("Error: refusing to upload s3://")
+    assert "macros/dev_notes.txt line 2: Private Key; nothing was uploaded" in result.output
+    assert PEM_BODY not in result.output
+    assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
+
+
+def test_secret_values_from_secrets_manager_stop_the_push(project, artifacts_bucket, aws_env, s3, monkeypatch):
+    """MESHCTL_SECRETS=aws: the state database password lives only in Secrets Manager (nothing in
+    the environment), and a file holding it is still refused, by the setting's name."""
+    for name in ("SNOWFLAKE_PASSWORD", "STATE_DB_PASSWORD", "SNOWFLAKE_PRIVATE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    secret_name = f"aurora-{uuid.uuid4().hex[:8]}"
+    password = f"sm-only-{uuid.uuid4().hex[:12]}"
+    boto3.client("secretsmanager", endpoint_url=aws_env["AWS_ENDPOINT_URL"]).create_secret(
+        Name=secret_name, SecretString=json.dumps({"username": "sqlmesh", "password": password})
+    )
+    settings = Settings(
+        _env_file=None, project_dir=project, gateway="local", secrets_backend="aws", state_db_secret_name=secret_name
+    )
+    write(project / "seeds" / "plans.csv", f"plan_id,name\n1,basic\n2,{password}\n")
+
+    with pytest.raises(SecretInUpload) as err:
+        artifacts.push(settings)
+    assert "seeds/plans.csv line 3: the value of STATE_DB_PASSWORD" in str(err.value)
+    assert password not in str(err.value)
+    assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
+
+    # Secrets Manager unreadable: nothing can be checked, so nothing goes up.
+    missing = settings.model_copy(update={"state_db_secret_name": "no-such-secret-here"})
+    with pytest.raises(ArtifactsError, match="cannot check uploads for secret values: .*'no-such-secret-here' does not exist"):
+        artifacts.push(missing)
+
+
+def test_the_real_project_pushes_and_pulls(artifacts_bucket, tmp_path, monkeypatch):
+    """The repo itself, as `meshctl artifacts push` from this checkout sends it: its models, SQL,
+    seeds, config and runtime source pass the scan."""
+    for name in ("SNOWFLAKE_PASSWORD", "STATE_DB_PASSWORD", "SNOWFLAKE_PRIVATE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None, project_dir=PROJECT_DIR, state_db_password=STATE_DB_PASSWORD)
+
+    result = artifacts.push(settings, version="the-project")
+
+    assert result.files > 50 and "models/marts/fct_events.sql" in result.manifest["files"]
+    assert artifacts.pull(settings, "the-project", tmp_path / "deployed").files == result.files
 
 
 def test_kms_key_is_used_when_configured(settings, s3, artifacts_bucket, aws_env):

@@ -17,6 +17,7 @@ from meshctl import state_backup
 from meshctl.gateways import open_context
 from meshctl.s3 import Bucket
 from meshctl.settings import Settings
+from meshctl.s3 import SecretInUpload
 from meshctl.state_backup import IncompatibleBackup, StateBackupError
 
 # The emulated Snowflake gateway is proven elsewhere; state export/import is the same code for
@@ -223,6 +224,26 @@ def test_incompatibility_checks_the_versions_sqlmesh_checks():
 def test_restore_of_a_missing_backup_names_it(planned):
     with pytest.raises(StateBackupError, match="no backup at s3://.*/nope.json"):
         state_backup.restore_state(planned, "nope.json")
+
+
+def test_a_secret_in_the_state_export_stops_the_backup(project, artifacts_bucket, pg_server, monkeypatch, aws_env):
+    """A model's Python environment (a macro's source, say) is in the export: a key in it must
+    not go to S3."""
+    import contextlib
+
+    def export_with_a_key(context, output_file: Path) -> None:
+        stub_export(context, output_file)
+        export = json.loads(output_file.read_text())
+        export["snapshots"] = [{"python_env": {"TOKEN": f"ghp_{'Ab1' * 12}"}}]
+        output_file.write_text(json.dumps(export, indent=2))
+
+    monkeypatch.setattr(state_backup, "export_state_file", export_with_a_key)
+    monkeypatch.setattr(state_backup, "_context", lambda settings, context=None: contextlib.nullcontext(object()))
+    settings = make_settings(project, pg_server, "unused")
+
+    with pytest.raises(SecretInUpload, match=r"-sqlmesh-.*\.json: line \d+: GitHub Token; nothing was uploaded"):
+        state_backup.backup_state(settings, now=T0)
+    assert state_backup.list_backups(Bucket(settings)) == []
 
 
 # --- retention -------------------------------------------------------------------------------
