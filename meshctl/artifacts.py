@@ -9,7 +9,8 @@ Layout under `<prefix>/`:
 
 `push` packs an allow-list of project paths (never `.env`, keys, local warehouses, caches),
 uploads, verifies with HEAD, then moves `latest`. The bucket refuses a bundle if any file in it
-holds a secret (meshctl/s3.py). `pull` downloads, checks
+holds a secret (meshctl/s3.py), and a version that exists: the version's first write is
+create-only, so of two pushes of one version exactly one gets through. `pull` downloads, checks
 the tarball and every file against the manifest, and only then swaps the new project into place;
 on any failure the previous project is left as it was.
 """
@@ -36,7 +37,7 @@ from pathlib import Path, PurePosixPath
 
 import click
 
-from meshctl.s3 import ArtifactsError, Bucket, error_text
+from meshctl.s3 import ArtifactsError, Bucket, ObjectExists, error_text
 from meshctl.settings import Settings
 
 log = logging.getLogger("meshctl.artifacts")
@@ -298,8 +299,6 @@ def push(
         version = manifest["version"]
         tar_key = bundle_key(bucket, version, BUNDLE_NAME)
         manifest_key = bundle_key(bucket, version, "manifest.json")
-        if bucket.head(manifest_key) is not None or bucket.head(tar_key) is not None:
-            raise BundleError(f"bundle {version} already exists in {bucket.url(tar_key)}")
         size, digest = tar_path.stat().st_size, sha256_file(tar_path)
         metadata = {
             "sha256": digest,
@@ -310,9 +309,19 @@ def push(
         manifest_bytes = json.dumps(remote_manifest, indent=2, sort_keys=True).encode()
         # Both objects are scanned before either goes up, so a refusal leaves nothing behind.
         bucket.check_bytes(manifest_key, manifest_bytes)
-        bucket.upload_file(tar_path, tar_key, "application/gzip", metadata)
+        try:
+            # The tarball is the version's first write and create-only: of two pushes of one
+            # version, S3 lets exactly one through, and the other stops here having written nothing.
+            bucket.upload_file(tar_path, tar_key, "application/gzip", metadata, create_only=True)
+        except ObjectExists:
+            raise BundleError(
+                f"bundle {version} already exists in {bucket.url(tar_key)} (pushed by someone "
+                "else, or an earlier push of it did not finish); push another --version"
+            ) from None
         head = _verify_upload(bucket, tar_key, size, digest)
-        bucket.put_bytes(manifest_key, manifest_bytes, "application/json", {"bundle-version": version})
+        bucket.put_bytes(
+            manifest_key, manifest_bytes, "application/json", {"bundle-version": version}, create_only=True
+        )
         if bucket.head(manifest_key) is None:
             raise BundleError(f"{bucket.url(manifest_key)} is not there after upload")
         # Only now, with both objects in place and checked, does `latest` move.

@@ -10,10 +10,13 @@
 - Every write is scanned first (meshctl/secret_scan.py: the secret values this process holds,
   and detect-secrets' credential detectors) and refused, with nothing put, if anything is found;
   the error names the object, the file and line, and the kind of secret, never the value.
+- `create_only` writes are conditional (If-None-Match: *): S3 itself refuses the second of two
+  writers of one key, where a HEAD-then-put would let both through.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -29,6 +32,10 @@ log = logging.getLogger("meshctl.s3")
 # A dropped connection should fail over to botocore's next attempt quickly, not after a minute.
 CONNECT_TIMEOUT_SECONDS = 10
 READ_TIMEOUT_SECONDS = 60
+# A conditional write that lost: the key exists (412), or another conditional write of it is in
+# flight (409, S3's answer while the other one completes). A botocore retry after a lost answer
+# to our own successful write sees 412 too: rare, and the message then says to use a new key.
+_LOST_RACE = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
 class ArtifactsError(RuntimeError):
@@ -37,6 +44,10 @@ class ArtifactsError(RuntimeError):
 
 class SecretInUpload(ArtifactsError):
     """An object about to be uploaded holds a secret (a known value, or a detected credential)."""
+
+
+class ObjectExists(ArtifactsError):
+    """A create-only write found its key already there (or being written by someone else)."""
 
 
 def client_config(settings: Settings):
@@ -97,6 +108,18 @@ class Bucket:
         self.client = client if client is not None else make_client(settings)
         self.transfer = transfer_config(settings)
         self.encryption = encryption_args(settings)
+        # s3transfer's upload_file takes no IfNoneMatch (not among its allowed ExtraArgs), so a
+        # create-only upload gets it as botocore builds the request: on PutObject for one part,
+        # on CompleteMultipartUpload for many, the two calls S3 checks If-None-Match on.
+        self._create_only: set[str] = set()
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            self.client.meta.events.register(
+                f"before-parameter-build.s3.{operation}", self._add_if_none_match
+            )
+
+    def _add_if_none_match(self, params: dict, **kwargs) -> None:
+        if params.get("Key") in self._create_only:
+            params["IfNoneMatch"] = "*"
 
     @cached_property
     def secrets(self) -> list[tuple[str, bytes]]:
@@ -141,20 +164,24 @@ class Bucket:
         content_type: str,
         metadata: dict[str, str] | None = None,
         cache_control: str | None = None,
+        create_only: bool = False,
     ) -> dict:
         self.check_bytes(key, data)
         extra: dict[str, Any] = {}
         if cache_control:
             extra["CacheControl"] = cache_control
-        return self.client.put_object(
-            Bucket=self.name,
-            Key=key,
-            Body=data,
-            ContentType=content_type,
-            Metadata=metadata or {},
-            **self.encryption,
-            **extra,
-        )
+        if create_only:
+            extra["IfNoneMatch"] = "*"
+        with self._conditional(key, create_only):
+            return self.client.put_object(
+                Bucket=self.name,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                Metadata=metadata or {},
+                **self.encryption,
+                **extra,
+            )
 
     def put_json(self, key: str, value: Any, metadata: dict[str, str] | None = None, **kw) -> dict:
         data = json.dumps(value, indent=2, sort_keys=True, default=str).encode()
@@ -167,17 +194,33 @@ class Bucket:
         content_type: str,
         metadata: dict[str, str] | None = None,
         callback=None,
+        create_only: bool = False,
     ) -> None:
         """Managed transfer: multipart above the threshold, parts retried by botocore."""
         self.check(key, secret_scan.scan_file(path, self.secrets))
-        self.client.upload_file(
-            str(path),
-            self.name,
-            key,
-            ExtraArgs={"ContentType": content_type, "Metadata": metadata or {}, **self.encryption},
-            Config=self.transfer,
-            Callback=callback,
-        )
+        if create_only:
+            self._create_only.add(key)
+        try:
+            with self._conditional(key, create_only):
+                self.client.upload_file(
+                    str(path),
+                    self.name,
+                    key,
+                    ExtraArgs={"ContentType": content_type, "Metadata": metadata or {}, **self.encryption},
+                    Config=self.transfer,
+                    Callback=callback,
+                )
+        finally:
+            self._create_only.discard(key)
+
+    @contextlib.contextmanager
+    def _conditional(self, key: str, create_only: bool) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            if create_only and error_code(exc) in _LOST_RACE:
+                raise ObjectExists(f"{self.url(key)} already exists (or another writer of it was first)") from None
+            raise
 
     # --- reads -----------------------------------------------------------------------------
     def download_file(self, key: str, path: Path) -> None:
@@ -220,6 +263,17 @@ class Bucket:
                     f"could not delete {len(errors)} object(s), e.g. {first.get('Key')}: "
                     f"{first.get('Code')} {first.get('Message')}"
                 )
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The S3 error code of `exc`, also when a managed transfer wraps the ClientError."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict) and response.get("Error"):
+            return str(response["Error"].get("Code"))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def error_text(exc: BaseException) -> str:

@@ -1,5 +1,5 @@
 """Project bundles and docs against moto over HTTP: push/pull round trip, tampering, interrupted
-pushes, secrets never uploaded (known values and credentials found
+pushes, racing pushes of one version, secrets never uploaded (known values and credentials found
 by their shape), encryption on every object, multipart for large bundles."""
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tarfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from meshctl import artifacts
 from meshctl.artifacts import BundleError, MANIFEST_NAME
 from meshctl.s3 import ArtifactsError, Bucket, SecretInUpload
 from meshctl.settings import PROJECT_DIR, Settings
+from s3_helpers import atomic_conditional_writes
 
 SNOWFLAKE_PASSWORD = "sf-Pa55-word-91c7e2"
 STATE_DB_PASSWORD = "state-db-pw-4d2a8f"
@@ -216,10 +219,60 @@ def test_pull_into_a_mount_point_swaps_entries_in_place(settings, tmp_path, monk
     assert not [n for n in names if n.startswith(".meshctl-pull-")]
 
 
-def test_push_never_overwrites_a_version(settings):
+def test_push_never_overwrites_a_version(settings, project, s3, artifacts_bucket):
     artifacts.push(settings, version="v1")
-    with pytest.raises(BundleError, match="already exists"):
+    before = all_objects(s3, artifacts_bucket)
+    write(project / "models" / "orders.sql", "MODEL (name demo.orders, kind FULL);\nSELECT 2 AS order_id\n")
+    with pytest.raises(BundleError, match="bundle v1 already exists .*; push another --version$"):
         artifacts.push(settings, version="v1")
+    assert all_objects(s3, artifacts_bucket) == before
+
+
+def test_two_pushes_of_one_version_racing_have_exactly_one_winner(settings, project, tmp_path, monkeypatch):
+    """Six rounds of two pushes of the same version, from two checkouts that differ, held at their
+    first write until both are there, so both requests are at the server at once. Exactly one
+    push succeeds each round, the other fails with one line, and the version is the winner's,
+    whole (pull verifies every checksum against the winner's manifest)."""
+    atomic_conditional_writes(monkeypatch)
+    other = tmp_path / "other-checkout"
+    shutil.copytree(project, other)
+    write(other / "models" / "orders.sql", "MODEL (name demo.orders, kind FULL);\nSELECT 2 AS order_id, 20 AS amount\n")
+    checkouts = {"first": settings, "second": settings.model_copy(update={"project_dir": other})}
+
+    for round_ in range(6):
+        version = f"race{round_}"
+        at_the_door = threading.Barrier(2, timeout=60)
+        outcomes: dict[str, str] = {}
+
+        def push(name: str) -> None:
+            bucket = Bucket(checkouts[name])
+            waited = []
+
+            def hold(request, **kwargs):
+                if request.url.endswith(f"/{version}/bundle.tar.gz") and not waited:
+                    waited.append(at_the_door.wait())
+
+            bucket.client.meta.events.register("before-send.s3.PutObject", hold)
+            try:
+                artifacts.push(checkouts[name], version=version, bucket=bucket)
+                outcomes[name] = "won"
+            except BundleError as exc:
+                outcomes[name] = str(exc)
+
+        threads = [threading.Thread(target=push, args=(name,)) for name in checkouts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+        winners = [name for name, outcome in outcomes.items() if outcome == "won"]
+        assert len(outcomes) == 2 and len(winners) == 1, (round_, outcomes)
+        [loser] = set(checkouts) - set(winners)
+        assert outcomes[loser].startswith(f"bundle {version} already exists in s3://") and "\n" not in outcomes[loser]
+        dest = tmp_path / f"pulled-{round_}"
+        assert artifacts.pull(settings, version, dest).version == version
+        winner_dir = checkouts[winners[0]].project_dir
+        assert (dest / "models" / "orders.sql").read_bytes() == (winner_dir / "models" / "orders.sql").read_bytes()
 
 
 # --- verification and atomicity --------------------------------------------------------------
@@ -464,6 +517,12 @@ def test_a_large_bundle_goes_up_in_parts(settings, project, s3, artifacts_bucket
     dest = tmp_path / "deployed"
     artifacts.pull(small, "big", dest)
     assert (dest / "seeds" / "large.bin").read_bytes() == (project / "seeds" / "large.bin").read_bytes()
+
+    # In parts, the create-only condition rides on CompleteMultipartUpload: refused there.
+    write(project / "seeds" / "large.bin", os.urandom(7 * 1024 * 1024))
+    with pytest.raises(BundleError, match="bundle big already exists"):
+        artifacts.push(small, version="big")
+    artifacts.pull(small, "big", dest)  # still the first push's bundle, whole
 
 
 # --- starting from a bundle -----------------------------------------------------------------
