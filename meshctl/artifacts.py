@@ -37,7 +37,7 @@ from pathlib import Path, PurePosixPath
 
 import click
 
-from meshctl.s3 import ArtifactsError, Bucket, ObjectExists, error_text
+from meshctl.s3 import ArtifactsError, Bucket, ObjectExists, ObjectMissing, error_text
 from meshctl.settings import Settings
 
 log = logging.getLogger("meshctl.artifacts")
@@ -369,33 +369,24 @@ def resolve_version(bucket: Bucket, version: str | None) -> str:
         key = latest_key(bucket)
         try:
             pointer = bucket.get_json(key)
-        except Exception as exc:
-            if _not_found(exc):
-                raise BundleError(
-                    f"no bundle has been pushed yet ({bucket.url(key)} does not exist); "
-                    "run `meshctl artifacts push` first"
-                ) from None
-            raise
+        except ObjectMissing:
+            raise BundleError(
+                f"no bundle has been pushed yet ({bucket.url(key)} does not exist); "
+                "run `meshctl artifacts push` first"
+            ) from None
         return _check_version(str(pointer["version"]))
     return _check_version(version)
-
-
-def _not_found(exc: BaseException) -> bool:
-    response = getattr(exc, "response", None) or {}
-    return response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
 
 
 def fetch_manifest(bucket: Bucket, version: str) -> dict:
     key = bundle_key(bucket, version, "manifest.json")
     try:
         manifest = bucket.get_json(key)
-    except Exception as exc:
-        if _not_found(exc):
-            raise BundleError(
-                f"bundle {version} does not exist or its push did not finish "
-                f"({bucket.url(key)} is missing)"
-            ) from None
-        raise
+    except ObjectMissing:
+        raise BundleError(
+            f"bundle {version} does not exist or its push did not finish "
+            f"({bucket.url(key)} is missing)"
+        ) from None
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(_safe_name(n) for n in files):
         raise BundleError(f"manifest.json of bundle {version}: malformed file list")

@@ -12,6 +12,11 @@
   the error names the object, the file and line, and the kind of secret, never the value.
 - `create_only` writes are conditional (If-None-Match: *): S3 itself refuses the second of two
   writers of one key, where a HEAD-then-put would let both through.
+- Nothing here needs S3 to answer 404 for a missing key: it does so only to a caller with
+  s3:ListBucket on the whole bucket, and answers 403 otherwise. The server's role may list only
+  the prefixes it reads (an s3:prefix condition, which a GET or HEAD does not carry), so a 403
+  or 404 on a read is settled by listing that key as a prefix (`exists`), which that grant allows.
+  Widening the grant to the whole bucket for an honest 404 would let the host list every key.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ log = logging.getLogger("meshctl.s3")
 # A dropped connection should fail over to botocore's next attempt quickly, not after a minute.
 CONNECT_TIMEOUT_SECONDS = 10
 READ_TIMEOUT_SECONDS = 60
+# Error codes of a read whose key may simply be missing (see the module docstring).
+_MISSING_OR_DENIED = {"404", "NoSuchKey", "NotFound", "403", "AccessDenied"}
 # A conditional write that lost: the key exists (412), or another conditional write of it is in
 # flight (409, S3's answer while the other one completes). A botocore retry after a lost answer
 # to our own successful write sees 412 too: rare, and the message then says to use a new key.
@@ -48,6 +55,10 @@ class SecretInUpload(ArtifactsError):
 
 class ObjectExists(ArtifactsError):
     """A create-only write found its key already there (or being written by someone else)."""
+
+
+class ObjectMissing(ArtifactsError):
+    """A read of a key that is not in the bucket."""
 
 
 def client_config(settings: Settings):
@@ -227,21 +238,36 @@ class Bucket:
         self.client.download_file(self.name, key, str(path), Config=self.transfer)
 
     def get_bytes(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+        """The object's bytes; ObjectMissing when there is no such object."""
+        try:
+            return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+        except Exception as exc:
+            if self._missing(exc, key):
+                raise ObjectMissing(f"{self.url(key)} does not exist") from None
+            raise
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))
 
     def head(self, key: str) -> dict | None:
         """The object's HEAD response, or None when there is no such object."""
-        from botocore.exceptions import ClientError
-
         try:
             return self.client.head_object(Bucket=self.name, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        except Exception as exc:
+            if self._missing(exc, key):
                 return None
             raise
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` is in the bucket, by listing it as a prefix (the first key listed under
+        a prefix is the prefix itself when it exists): the same answer whatever the IAM grant."""
+        response = self.client.list_objects_v2(Bucket=self.name, Prefix=key, MaxKeys=1)
+        return any(obj["Key"] == key for obj in response.get("Contents", []))
+
+    def _missing(self, exc: Exception, key: str) -> bool:
+        """Whether `exc` (from a read of `key`) means the key is not there: a 404, or the 403 S3
+        gives a caller who may not list the whole bucket (see the module docstring)."""
+        return error_code(exc) in _MISSING_OR_DENIED and not self.exists(key)
 
     def list(self, prefix: str) -> Iterator[dict]:
         """Every object under `prefix` (a full key prefix), as list_objects_v2 entries."""

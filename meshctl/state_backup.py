@@ -350,7 +350,7 @@ def resolve_backup_key(bucket: Bucket, key: str | None) -> str:
         return backups[-1].key
     if "/" not in key:
         key = bucket.key(BACKUP_DIR, key)
-    if bucket.head(key) is None:
+    if not bucket.exists(key):
         raise StateBackupError(f"no backup at {bucket.url(key)}; `meshctl state list` shows them")
     return key
 

@@ -1,6 +1,7 @@
 """Project bundles and docs against moto over HTTP: push/pull round trip, tampering, interrupted
 pushes, racing pushes of one version, secrets never uploaded (known values and credentials found
-by their shape), encryption on every object, multipart for large bundles."""
+by their shape), encryption on every object, multipart for large bundles, and S3's 403 for a
+missing key."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from meshctl import artifacts
 from meshctl.artifacts import BundleError, MANIFEST_NAME
 from meshctl.s3 import ArtifactsError, Bucket, SecretInUpload
 from meshctl.settings import PROJECT_DIR, Settings
-from s3_helpers import atomic_conditional_writes
+from s3_helpers import atomic_conditional_writes, deny_missing_keys
 
 SNOWFLAKE_PASSWORD = "sf-Pa55-word-91c7e2"
 STATE_DB_PASSWORD = "state-db-pw-4d2a8f"
@@ -523,6 +524,31 @@ def test_a_large_bundle_goes_up_in_parts(settings, project, s3, artifacts_bucket
     with pytest.raises(BundleError, match="bundle big already exists"):
         artifacts.push(small, version="big")
     artifacts.pull(small, "big", dest)  # still the first push's bundle, whole
+
+
+# --- S3's 403 for a missing key (the server's role may not list the whole bucket) -----------
+
+
+def test_every_path_works_when_s3_answers_403_for_a_missing_key(settings, project, tmp_path, monkeypatch, s3, artifacts_bucket):
+    deny_missing_keys(monkeypatch)
+    with pytest.raises(Exception) as denied:
+        Bucket(settings).client.head_object(Bucket=artifacts_bucket, Key="sqlmesh/bundles/nothing")
+    # the stand-in answers as S3 answers the role
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+
+    dest = tmp_path / "deployed"
+    with pytest.raises(BundleError, match="no bundle has been pushed yet"):
+        artifacts.pull(settings, "latest", dest)
+    assert artifacts.push(settings, version="v1").version == "v1"
+    with pytest.raises(BundleError, match="bundle nope does not exist"):
+        artifacts.pull(settings, "nope", dest)
+    with pytest.raises(BundleError, match="bundle v1 already exists"):
+        artifacts.push(settings, version="v1")
+    assert artifacts.list_versions(Bucket(settings)) == (["v1"], "v1")
+    bundled = settings.model_copy(update={"bundle": "latest", "bundle_dir": dest})
+    assert artifacts.ensure_project(bundled) == dest
+    assert Bucket(settings).head("sqlmesh/bundles/nothing") is None
 
 
 # --- starting from a bundle -----------------------------------------------------------------
