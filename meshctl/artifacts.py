@@ -8,9 +8,11 @@ Layout under `<prefix>/`:
     docs/index.html, docs/<version>/index.html
 
 `push` packs an allow-list of project paths (never `.env`, keys, local warehouses, caches),
-refuses if any file holds a secret setting's value, uploads, verifies with HEAD, then moves
-`latest`. `pull` downloads, checks the tarball and every file against the manifest, and only
-then swaps the new project into place; on any failure the previous project is left as it was.
+uploads, verifies with HEAD, then moves `latest`. The bucket refuses a bundle if any file in it
+holds a secret (meshctl/s3.py), and a version that exists: the version's first write is
+create-only, so of two pushes of one version exactly one gets through. `pull` downloads, checks
+the tarball and every file against the manifest, and only then swaps the new project into place;
+on any failure the previous project is left as it was.
 """
 
 from __future__ import annotations
@@ -35,14 +37,7 @@ from pathlib import Path, PurePosixPath
 
 import click
 
-from meshctl.s3 import (
-    ArtifactsError,
-    Bucket,
-    SecretInUpload,
-    error_text,
-    find_secret_in_file,
-    secret_values,
-)
+from meshctl.s3 import ArtifactsError, Bucket, ObjectExists, ObjectMissing, error_text
 from meshctl.settings import Settings
 
 log = logging.getLogger("meshctl.artifacts")
@@ -247,16 +242,9 @@ def build_bundle(
         raise BundleError(f"nothing to bundle in {project_dir}: no models, config.yaml, ...")
     if MANIFEST_NAME in files:
         raise BundleError(f"the project has a file named {MANIFEST_NAME}; that name is reserved")
-    secrets = secret_values(settings)
     entries: dict[str, dict] = {}
     for rel in files:
         path = project_dir / rel
-        leaked = find_secret_in_file(path, secrets)
-        if leaked:
-            raise SecretInUpload(
-                f"refusing to bundle: {rel} contains the value of {leaked}; read it from the "
-                "environment instead"
-            )
         entries[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     git = git_info(project_dir, [f for f in INCLUDE if (project_dir / f).exists()])
     version = _check_version(version or new_version(now, git["revision"]))
@@ -311,18 +299,29 @@ def push(
         version = manifest["version"]
         tar_key = bundle_key(bucket, version, BUNDLE_NAME)
         manifest_key = bundle_key(bucket, version, "manifest.json")
-        if bucket.head(manifest_key) is not None or bucket.head(tar_key) is not None:
-            raise BundleError(f"bundle {version} already exists in {bucket.url(tar_key)}")
         size, digest = tar_path.stat().st_size, sha256_file(tar_path)
         metadata = {
             "sha256": digest,
             "bundle-version": version,
             "git-revision": manifest["git"]["revision"],
         }
-        bucket.upload_file(tar_path, tar_key, "application/gzip", metadata)
-        head = _verify_upload(bucket, tar_key, size, digest)
         remote_manifest = dict(manifest, bundle={"key": tar_key, "sha256": digest, "size": size})
-        bucket.put_json(manifest_key, remote_manifest, {"bundle-version": version})
+        manifest_bytes = json.dumps(remote_manifest, indent=2, sort_keys=True).encode()
+        # Both objects are scanned before either goes up, so a refusal leaves nothing behind.
+        bucket.check_bytes(manifest_key, manifest_bytes)
+        try:
+            # The tarball is the version's first write and create-only: of two pushes of one
+            # version, S3 lets exactly one through, and the other stops here having written nothing.
+            bucket.upload_file(tar_path, tar_key, "application/gzip", metadata, create_only=True)
+        except ObjectExists:
+            raise BundleError(
+                f"bundle {version} already exists in {bucket.url(tar_key)} (pushed by someone "
+                "else, or an earlier push of it did not finish); push another --version"
+            ) from None
+        head = _verify_upload(bucket, tar_key, size, digest)
+        bucket.put_bytes(
+            manifest_key, manifest_bytes, "application/json", {"bundle-version": version}, create_only=True
+        )
         if bucket.head(manifest_key) is None:
             raise BundleError(f"{bucket.url(manifest_key)} is not there after upload")
         # Only now, with both objects in place and checked, does `latest` move.
@@ -370,33 +369,24 @@ def resolve_version(bucket: Bucket, version: str | None) -> str:
         key = latest_key(bucket)
         try:
             pointer = bucket.get_json(key)
-        except Exception as exc:
-            if _not_found(exc):
-                raise BundleError(
-                    f"no bundle has been pushed yet ({bucket.url(key)} does not exist); "
-                    "run `meshctl artifacts push` first"
-                ) from None
-            raise
+        except ObjectMissing:
+            raise BundleError(
+                f"no bundle has been pushed yet ({bucket.url(key)} does not exist); "
+                "run `meshctl artifacts push` first"
+            ) from None
         return _check_version(str(pointer["version"]))
     return _check_version(version)
-
-
-def _not_found(exc: BaseException) -> bool:
-    response = getattr(exc, "response", None) or {}
-    return response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
 
 
 def fetch_manifest(bucket: Bucket, version: str) -> dict:
     key = bundle_key(bucket, version, "manifest.json")
     try:
         manifest = bucket.get_json(key)
-    except Exception as exc:
-        if _not_found(exc):
-            raise BundleError(
-                f"bundle {version} does not exist or its push did not finish "
-                f"({bucket.url(key)} is missing)"
-            ) from None
-        raise
+    except ObjectMissing:
+        raise BundleError(
+            f"bundle {version} does not exist or its push did not finish "
+            f"({bucket.url(key)} is missing)"
+        ) from None
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(_safe_name(n) for n in files):
         raise BundleError(f"manifest.json of bundle {version}: malformed file list")

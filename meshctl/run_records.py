@@ -4,7 +4,9 @@
     <prefix>/runs/date=YYYY-MM-DD/<run_id>.json   the record, with the log's key added
 
 The date is the run's start (UTC). The log goes first, so a record in the bucket means its log
-is there too. Secret values (passwords, keys from settings) are masked in both before upload.
+is there too. Secret values this process holds (passwords, keys; from the environment or Secrets
+Manager) are masked in both before upload; anything else the bucket's scan finds (a credential
+SQLMesh printed, say) stops both uploads before either is made (see meshctl/s3.py).
 An upload never raises: S3 errors are retried by botocore's retry mode (see meshctl/s3.py),
 then logged as one structured warning, and the function returns False; a run's outcome never
 depends on the bucket.
@@ -20,7 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from meshctl.s3 import Bucket, error_text, redact
+from meshctl.s3 import Bucket, error_text
+from meshctl.secret_scan import redact
 from meshctl.settings import Settings
 
 log = logging.getLogger("meshctl.run_records")
@@ -76,7 +79,9 @@ def upload_run_record(
         context["key"] = record_key
         bucket = bucket or Bucket(settings)
         context["bucket"] = bucket.name
-        body = dict(record)
+        body = dict(record, log_key=log_key) if log_path is not None else dict(record)
+        data = redact(json.dumps(body, indent=2, sort_keys=True, default=str).encode(), bucket.secrets)
+        bucket.check_bytes(record_key, data)  # before the log goes up: both or neither
         if log_path is not None:
             log_path = Path(log_path)
             context["log"] = str(log_path)
@@ -84,11 +89,9 @@ def upload_run_record(
                 masked = Path(tmp) / "run.log"
                 masked.write_bytes(redact(log_path.read_bytes(), bucket.secrets))
                 bucket.upload_file(masked, log_key, "text/plain; charset=utf-8", {"run-id": _run_id(record)})
-            body["log_key"] = log_key
-        data = json.dumps(body, indent=2, sort_keys=True, default=str).encode()
         bucket.put_bytes(
             record_key,
-            redact(data, bucket.secrets),
+            data,
             "application/json",
             {"run-id": _run_id(record), "status": str(record.get("status", ""))[:64]},
         )

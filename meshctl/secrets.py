@@ -98,8 +98,9 @@ def _apply(
 
 
 def resolve(settings: Settings, client=None) -> Settings:
-    """Settings with credentials filled from Secrets Manager when enabled; else unchanged."""
-    if settings.secrets_backend != "aws":
+    """Settings with credentials filled from Secrets Manager when enabled; else unchanged.
+    Settings this returned are returned as they are (nothing is fetched twice)."""
+    if settings.secrets_backend != "aws" or settings._secrets_resolved:
         return settings
     if client is None:
         import boto3
@@ -120,7 +121,9 @@ def resolve(settings: Settings, client=None) -> Settings:
         name = settings.state_db_secret_name
         secret = _fetch_json_secret(client, name)
         updates |= _apply(settings, name, secret, STATE_DB_SECRET_KEYS, {"username", "password"})
-    return settings.model_copy(update=updates)
+    resolved = settings.model_copy(update=updates)
+    resolved._secrets_resolved = True
+    return resolved
 
 
 def private_key_for_sqlmesh(pem: str, passphrase: str | None) -> str:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     # Readiness signals: a RAW table is landed for an interval once its newest _REPLICATED_AT /
     # _AIRBYTE_EXTRACTED_AT is at least (interval end - tolerance).
     readiness_tolerance_seconds: float = Field(0, alias="MESHCTL_READINESS_TOLERANCE_SECONDS")
+
+    # Set by meshctl.secrets.resolve on the copy it returns (and kept by model_copy), so code
+    # that needs the resolved values (the upload scan) fetches them once, not once per caller.
+    _secrets_resolved: bool = PrivateAttr(False)
 
     def resolve(self, path: Path) -> Path:
         """A configured path, relative to the project directory unless absolute."""

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import click
 
-from meshctl.s3 import ArtifactsError, Bucket, error_text
+from meshctl.s3 import ArtifactsError, Bucket, ObjectExists, error_text
 from meshctl.settings import Settings
 
 log = logging.getLogger("meshctl.state_backup")
@@ -276,21 +276,25 @@ def backup_state(
         metadata, versions = read_export_header(path)
         environments = export_environment_names(path)
         key = bucket.key(BACKUP_DIR, backup_name(now, str(versions["sqlmesh_version"])))
-        if bucket.head(key) is not None:
-            raise StateBackupError(f"{bucket.url(key)} already exists; try again")
-        bucket.upload_file(
-            path,
-            key,
-            "application/json",
-            {
-                "sqlmesh-version": str(versions.get("sqlmesh_version")),
-                "sqlglot-version": str(versions.get("sqlglot_version")),
-                "schema-version": str(versions.get("schema_version")),
-                "exported-at": str(metadata.get("timestamp")),
-                "environments": str(len(environments)),
-                "reason": reason,
-            },
-        )
+        try:
+            # Create-only: an existing backup is never replaced, and no HEAD of a key that is not
+            # there yet is needed (S3 answers one with 403 to this host's role, see meshctl/s3.py).
+            bucket.upload_file(
+                path,
+                key,
+                "application/json",
+                {
+                    "sqlmesh-version": str(versions.get("sqlmesh_version")),
+                    "sqlglot-version": str(versions.get("sqlglot_version")),
+                    "schema-version": str(versions.get("schema_version")),
+                    "exported-at": str(metadata.get("timestamp")),
+                    "environments": str(len(environments)),
+                    "reason": reason,
+                },
+                create_only=True,
+            )
+        except ObjectExists:
+            raise StateBackupError(f"{bucket.url(key)} already exists; try again") from None
         size = path.stat().st_size
     head = bucket.head(key)
     if head is None or head.get("ContentLength") != size:
@@ -346,7 +350,7 @@ def resolve_backup_key(bucket: Bucket, key: str | None) -> str:
         return backups[-1].key
     if "/" not in key:
         key = bucket.key(BACKUP_DIR, key)
-    if bucket.head(key) is None:
+    if not bucket.exists(key):
         raise StateBackupError(f"no backup at {bucket.url(key)}; `meshctl state list` shows them")
     return key
 

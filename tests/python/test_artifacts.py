@@ -1,5 +1,7 @@
 """Project bundles and docs against moto over HTTP: push/pull round trip, tampering, interrupted
-pushes, secrets never uploaded, encryption on every object, multipart for large bundles."""
+pushes, racing pushes of one version, secrets never uploaded (known values and credentials found
+by their shape), encryption on every object, multipart for large bundles, and S3's 403 for a
+missing key."""
 
 from __future__ import annotations
 
@@ -8,8 +10,11 @@ import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tarfile
+import threading
+import uuid
 from pathlib import Path
 
 import boto3
@@ -21,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from meshctl import artifacts
 from meshctl.artifacts import BundleError, MANIFEST_NAME
 from meshctl.s3 import ArtifactsError, Bucket, SecretInUpload
-from meshctl.settings import Settings
+from meshctl.settings import PROJECT_DIR, Settings
+from s3_helpers import atomic_conditional_writes, deny_missing_keys
 
 SNOWFLAKE_PASSWORD = "sf-Pa55-word-91c7e2"
 STATE_DB_PASSWORD = "state-db-pw-4d2a8f"
@@ -214,10 +220,60 @@ def test_pull_into_a_mount_point_swaps_entries_in_place(settings, tmp_path, monk
     assert not [n for n in names if n.startswith(".meshctl-pull-")]
 
 
-def test_push_never_overwrites_a_version(settings):
+def test_push_never_overwrites_a_version(settings, project, s3, artifacts_bucket):
     artifacts.push(settings, version="v1")
-    with pytest.raises(BundleError, match="already exists"):
+    before = all_objects(s3, artifacts_bucket)
+    write(project / "models" / "orders.sql", "MODEL (name demo.orders, kind FULL);\nSELECT 2 AS order_id\n")
+    with pytest.raises(BundleError, match="bundle v1 already exists .*; push another --version$"):
         artifacts.push(settings, version="v1")
+    assert all_objects(s3, artifacts_bucket) == before
+
+
+def test_two_pushes_of_one_version_racing_have_exactly_one_winner(settings, project, tmp_path, monkeypatch):
+    """Six rounds of two pushes of the same version, from two checkouts that differ, held at their
+    first write until both are there, so both requests are at the server at once. Exactly one
+    push succeeds each round, the other fails with one line, and the version is the winner's,
+    whole (pull verifies every checksum against the winner's manifest)."""
+    atomic_conditional_writes(monkeypatch)
+    other = tmp_path / "other-checkout"
+    shutil.copytree(project, other)
+    write(other / "models" / "orders.sql", "MODEL (name demo.orders, kind FULL);\nSELECT 2 AS order_id, 20 AS amount\n")
+    checkouts = {"first": settings, "second": settings.model_copy(update={"project_dir": other})}
+
+    for round_ in range(6):
+        version = f"race{round_}"
+        at_the_door = threading.Barrier(2, timeout=60)
+        outcomes: dict[str, str] = {}
+
+        def push(name: str) -> None:
+            bucket = Bucket(checkouts[name])
+            waited = []
+
+            def hold(request, **kwargs):
+                if request.url.endswith(f"/{version}/bundle.tar.gz") and not waited:
+                    waited.append(at_the_door.wait())
+
+            bucket.client.meta.events.register("before-send.s3.PutObject", hold)
+            try:
+                artifacts.push(checkouts[name], version=version, bucket=bucket)
+                outcomes[name] = "won"
+            except BundleError as exc:
+                outcomes[name] = str(exc)
+
+        threads = [threading.Thread(target=push, args=(name,)) for name in checkouts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+        winners = [name for name, outcome in outcomes.items() if outcome == "won"]
+        assert len(outcomes) == 2 and len(winners) == 1, (round_, outcomes)
+        [loser] = set(checkouts) - set(winners)
+        assert outcomes[loser].startswith(f"bundle {version} already exists in s3://") and "\n" not in outcomes[loser]
+        dest = tmp_path / f"pulled-{round_}"
+        assert artifacts.pull(settings, version, dest).version == version
+        winner_dir = checkouts[winners[0]].project_dir
+        assert (dest / "models" / "orders.sql").read_bytes() == (winner_dir / "models" / "orders.sql").read_bytes()
 
 
 # --- verification and atomicity --------------------------------------------------------------
@@ -371,9 +427,67 @@ def test_a_secret_value_in_a_project_file_stops_the_push(settings, project, s3, 
     write(project / "macros" / "creds.py", f'PASSWORD = "{STATE_DB_PASSWORD}"\n')
     with pytest.raises(SecretInUpload) as err:
         artifacts.push(settings)
-    assert "macros/creds.py" in str(err.value) and "STATE_DB_PASSWORD" in str(err.value)
+    assert "macros/creds.py line 1: the value of STATE_DB_PASSWORD" in str(err.value)
     assert STATE_DB_PASSWORD not in str(err.value)
     assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
+
+
+def test_a_private_key_in_a_file_named_for_nothing_stops_the_push(project, artifacts_bucket, s3, monkeypatch):
+    """No secret setting is set at all, so there is no value to look for: the key is found by
+    its shape, and nothing is uploaded (no tarball, no manifest, no latest)."""
+    for name in ("SNOWFLAKE_PASSWORD", "STATE_DB_PASSWORD", "SNOWFLAKE_PRIVATE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None, project_dir=project, gateway="local")
+    write(project / "macros" / "dev_notes.txt", f"keys for the demo account, do not commit\n{PEM}")
+
+    result = CliRunner().invoke(artifacts.artifacts_group, ["push", "--version", "v1"], obj=settings)
+
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1  # one line, no traceback
+    assert result.output.startswith("Error: refusing to upload s3://")
+    assert "macros/dev_notes.txt line 2: Private Key; nothing was uploaded" in result.output
+    assert PEM_BODY not in result.output
+    assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
+
+
+def test_secret_values_from_secrets_manager_stop_the_push(project, artifacts_bucket, aws_env, s3, monkeypatch):
+    """MESHCTL_SECRETS=aws: the state database password lives only in Secrets Manager (nothing in
+    the environment), and a file holding it is still refused, by the setting's name."""
+    for name in ("SNOWFLAKE_PASSWORD", "STATE_DB_PASSWORD", "SNOWFLAKE_PRIVATE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    secret_name = f"aurora-{uuid.uuid4().hex[:8]}"
+    password = f"sm-only-{uuid.uuid4().hex[:12]}"
+    boto3.client("secretsmanager", endpoint_url=aws_env["AWS_ENDPOINT_URL"]).create_secret(
+        Name=secret_name, SecretString=json.dumps({"username": "sqlmesh", "password": password})
+    )
+    settings = Settings(
+        _env_file=None, project_dir=project, gateway="local", secrets_backend="aws", state_db_secret_name=secret_name
+    )
+    write(project / "seeds" / "plans.csv", f"plan_id,name\n1,basic\n2,{password}\n")
+
+    with pytest.raises(SecretInUpload) as err:
+        artifacts.push(settings)
+    assert "seeds/plans.csv line 3: the value of STATE_DB_PASSWORD" in str(err.value)
+    assert password not in str(err.value)
+    assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
+
+    # Secrets Manager unreadable: nothing can be checked, so nothing goes up.
+    missing = settings.model_copy(update={"state_db_secret_name": "no-such-secret-here"})
+    with pytest.raises(ArtifactsError, match="cannot check uploads for secret values: .*'no-such-secret-here' does not exist"):
+        artifacts.push(missing)
+
+
+def test_the_real_project_pushes_and_pulls(artifacts_bucket, tmp_path, monkeypatch):
+    """The repo itself, as `meshctl artifacts push` from this checkout sends it: its models, SQL,
+    seeds, config and runtime source pass the scan."""
+    for name in ("SNOWFLAKE_PASSWORD", "STATE_DB_PASSWORD", "SNOWFLAKE_PRIVATE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None, project_dir=PROJECT_DIR, state_db_password=STATE_DB_PASSWORD)
+
+    result = artifacts.push(settings, version="the-project")
+
+    assert result.files > 50 and "models/marts/fct_events.sql" in result.manifest["files"]
+    assert artifacts.pull(settings, "the-project", tmp_path / "deployed").files == result.files
 
 
 def test_kms_key_is_used_when_configured(settings, s3, artifacts_bucket, aws_env):
@@ -404,6 +518,37 @@ def test_a_large_bundle_goes_up_in_parts(settings, project, s3, artifacts_bucket
     dest = tmp_path / "deployed"
     artifacts.pull(small, "big", dest)
     assert (dest / "seeds" / "large.bin").read_bytes() == (project / "seeds" / "large.bin").read_bytes()
+
+    # In parts, the create-only condition rides on CompleteMultipartUpload: refused there.
+    write(project / "seeds" / "large.bin", os.urandom(7 * 1024 * 1024))
+    with pytest.raises(BundleError, match="bundle big already exists"):
+        artifacts.push(small, version="big")
+    artifacts.pull(small, "big", dest)  # still the first push's bundle, whole
+
+
+# --- S3's 403 for a missing key (the server's role may not list the whole bucket) -----------
+
+
+def test_every_path_works_when_s3_answers_403_for_a_missing_key(settings, project, tmp_path, monkeypatch, s3, artifacts_bucket):
+    deny_missing_keys(monkeypatch)
+    with pytest.raises(Exception) as denied:
+        Bucket(settings).client.head_object(Bucket=artifacts_bucket, Key="sqlmesh/bundles/nothing")
+    # the stand-in answers as S3 answers the role
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+
+    dest = tmp_path / "deployed"
+    with pytest.raises(BundleError, match="no bundle has been pushed yet"):
+        artifacts.pull(settings, "latest", dest)
+    assert artifacts.push(settings, version="v1").version == "v1"
+    with pytest.raises(BundleError, match="bundle nope does not exist"):
+        artifacts.pull(settings, "nope", dest)
+    with pytest.raises(BundleError, match="bundle v1 already exists"):
+        artifacts.push(settings, version="v1")
+    assert artifacts.list_versions(Bucket(settings)) == (["v1"], "v1")
+    bundled = settings.model_copy(update={"bundle": "latest", "bundle_dir": dest})
+    assert artifacts.ensure_project(bundled) == dest
+    assert Bucket(settings).head("sqlmesh/bundles/nothing") is None
 
 
 # --- starting from a bundle -----------------------------------------------------------------

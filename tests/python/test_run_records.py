@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from pathlib import Path
 
 import boto3
@@ -62,6 +63,39 @@ def test_record_and_log_land_under_the_run_date(settings, s3, artifacts_bucket, 
     assert "starting sqlmesh run" in text and STATE_DB_PASSWORD not in text
 
 
+def test_a_credential_in_the_log_stops_both_uploads_and_says_where(settings, s3, artifacts_bucket, run_log, caplog):
+    """Not a value this process holds (so not masked): found by its shape, and neither the log
+    nor the record goes up."""
+    token = f"xoxb-{uuid.uuid4().int % 10**12}-{uuid.uuid4().hex}"
+    run_log.write_text(run_log.read_text() + f"notify: posting with {token}\n")
+    with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
+        assert upload_run_record(settings, RECORD, run_log) is False
+    error = json.loads(caplog.records[-1].getMessage())["error"]
+    assert error.startswith(f"refusing to upload s3://{artifacts_bucket}/{BASE}.log: line 4: Slack Token")
+    assert token not in caplog.text
+    assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
+
+    record = dict(RECORD, error=f"boto3: bad key AKIA{'Q7' * 8}")  # in the record: the log waits too
+    with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
+        assert upload_run_record(settings, record, run_log.with_name("clean.log")) is False
+    assert f"{BASE}.json: line " in caplog.records[-1].getMessage() and "AWS Access Key" in caplog.text
+    assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
+
+
+def test_secrets_manager_values_are_masked_too(artifacts_bucket, aws_env, s3, monkeypatch):
+    monkeypatch.delenv("STATE_DB_PASSWORD", raising=False)
+    name = f"aurora-{uuid.uuid4().hex[:8]}"
+    boto3.client("secretsmanager", endpoint_url=aws_env["AWS_ENDPOINT_URL"]).create_secret(
+        Name=name, SecretString=json.dumps({"username": "sqlmesh", "password": STATE_DB_PASSWORD})
+    )
+    settings = Settings(_env_file=None, secrets_backend="aws", state_db_secret_name=name)
+
+    assert upload_run_record(settings, RECORD, None) is True
+
+    body = s3.get_object(Bucket=artifacts_bucket, Key=f"{BASE}.json")["Body"].read().decode()
+    assert STATE_DB_PASSWORD not in body and "***STATE_DB_PASSWORD***" in body
+
+
 def test_record_without_a_log(settings, s3, artifacts_bucket):
     assert upload_run_record(settings, dict(RECORD, started_at="2026-11-22T10:00:00Z"), None) is True
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=artifacts_bucket)["Contents"]]
@@ -70,6 +104,7 @@ def test_record_without_a_log(settings, s3, artifacts_bucket):
 
 def test_a_missing_bucket_returns_false_and_logs_a_structured_warning(aws_env, monkeypatch, run_log, caplog):
     monkeypatch.setenv("ARTIFACTS_BUCKET", "no-such-bucket-for-runs")
+    monkeypatch.setenv("STATE_DB_PASSWORD", STATE_DB_PASSWORD)  # masked, so only the bucket fails
     settings = Settings(_env_file=None)
     with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
         assert upload_run_record(settings, RECORD, run_log) is False

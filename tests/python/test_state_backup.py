@@ -17,7 +17,9 @@ from meshctl import state_backup
 from meshctl.gateways import open_context
 from meshctl.s3 import Bucket
 from meshctl.settings import Settings
+from meshctl.s3 import SecretInUpload
 from meshctl.state_backup import IncompatibleBackup, StateBackupError
+from s3_helpers import deny_missing_keys
 
 # The emulated Snowflake gateway is proven elsewhere; state export/import is the same code for
 # any warehouse, so this project keeps the warehouse in DuckDB and the state in PostgreSQL.
@@ -223,6 +225,42 @@ def test_incompatibility_checks_the_versions_sqlmesh_checks():
 def test_restore_of_a_missing_backup_names_it(planned):
     with pytest.raises(StateBackupError, match="no backup at s3://.*/nope.json"):
         state_backup.restore_state(planned, "nope.json")
+
+
+def test_backups_work_when_s3_answers_403_for_a_missing_key(project, artifacts_bucket, pg_server, stub_state, monkeypatch):
+    """The server's role may list only the prefixes it reads, so S3 answers a HEAD of a key that
+    is not there with 403: a backup must not need to ask (it writes create-only instead)."""
+    deny_missing_keys(monkeypatch)
+    settings = make_settings(project, pg_server, "unused")
+
+    result = state_backup.backup_state(settings, now=T0)
+
+    assert Bucket(settings).head(result.key)["ContentLength"] == result.size
+    with pytest.raises(StateBackupError, match=r"already exists; try again"):
+        state_backup.backup_state(settings, now=T0)  # the same millisecond: never replaced
+    with pytest.raises(StateBackupError, match="no backup at s3://.*/nope.json"):
+        state_backup.resolve_backup_key(Bucket(settings), "nope.json")
+    assert state_backup.resolve_backup_key(Bucket(settings), result.key.rsplit("/", 1)[-1]) == result.key
+
+
+def test_a_secret_in_the_state_export_stops_the_backup(project, artifacts_bucket, pg_server, monkeypatch, aws_env):
+    """A model's Python environment (a macro's source, say) is in the export: a key in it must
+    not go to S3."""
+    import contextlib
+
+    def export_with_a_key(context, output_file: Path) -> None:
+        stub_export(context, output_file)
+        export = json.loads(output_file.read_text())
+        export["snapshots"] = [{"python_env": {"TOKEN": f"ghp_{'Ab1' * 12}"}}]
+        output_file.write_text(json.dumps(export, indent=2))
+
+    monkeypatch.setattr(state_backup, "export_state_file", export_with_a_key)
+    monkeypatch.setattr(state_backup, "_context", lambda settings, context=None: contextlib.nullcontext(object()))
+    settings = make_settings(project, pg_server, "unused")
+
+    with pytest.raises(SecretInUpload, match=r"-sqlmesh-.*\.json: line \d+: GitHub Token; nothing was uploaded"):
+        state_backup.backup_state(settings, now=T0)
+    assert state_backup.list_backups(Bucket(settings)) == []
 
 
 # --- retention -------------------------------------------------------------------------------
