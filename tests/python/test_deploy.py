@@ -547,7 +547,8 @@ def test_instance_role_allows_exactly_what_the_service_needs(deployed, deploy_en
             assert all(a.startswith("ssmmessages:") for a in as_list(statement["Action"])), statement
     [listing] = [s for s in statements if "s3:ListBucket" in as_list(s["Action"])]
     assert listing["Condition"] == {
-        "StringLike": {"s3:prefix": [f"{prefix}/bundles/*", f"{prefix}/runs/*", f"{prefix}/state-backups/*"]}
+        "StringLike": {"s3:prefix": [f"{prefix}/bundles/*", f"{prefix}/runs/*", f"{prefix}/state-backups/*",
+                                     f"{prefix}/_doctor/*"]}
     }
 
 
