@@ -583,7 +583,8 @@ def pull(
         try:
             project = _download_and_verify(bucket, version, manifest, staging)
         except BundleError as exc:
-            log.warning(json.dumps({"event": "bundle_pull_refused", "version": version, "dest": str(dest), "reason": str(exc)}))
+            log.warning("bundle %s refused: %s", version, exc,
+                        extra={"event": "bundle_pull_refused", "version": version, "dest": str(dest), "reason": str(exc)})
             raise BundleError(
                 f"bundle {version} refused; {dest} left as it was: {exc}"
             ) from None
@@ -592,7 +593,8 @@ def pull(
         except OSError as exc:
             hint = " (a mount point? it is swapped in place)" if exc.errno in (errno.EBUSY, errno.EXDEV) else ""
             raise BundleError(f"could not move bundle {version} into {dest}{hint}: {exc}") from None
-    log.info(json.dumps({"event": "bundle_pulled", "version": version, "dest": str(dest), "files": len(manifest["files"])}))
+    log.info("bundle %s pulled into %s", version, dest,
+             extra={"event": "bundle_pulled", "version": version, "dest": str(dest), "files": len(manifest["files"])})
     return PullResult(version=version, dest=dest, files=len(manifest["files"]), replaced=replaced)
 
 
@@ -627,22 +629,19 @@ def ensure_project(settings: Settings, bucket: Bucket | None = None) -> Path:
         bucket = bucket or Bucket(settings)
         wanted = resolve_version(bucket, settings.bundle)
         if current_ok and current.get("version") == wanted:
-            log.info(json.dumps({"event": "bundle_in_place", "version": wanted, "dest": str(dest)}))
+            log.info("bundle %s already in %s", wanted, dest,
+                     extra={"event": "bundle_in_place", "version": wanted, "dest": str(dest)})
             return dest
         pull(settings, wanted, dest, bucket=bucket)
         return dest
     except Exception as exc:
         acceptable = current_ok and settings.bundle in (LATEST, current.get("version"))
+        using = current.get("version") if acceptable else None
         log.warning(
-            json.dumps(
-                {
-                    "event": "bundle_pull_failed",
-                    "wanted": settings.bundle,
-                    "dest": str(dest),
-                    "error": error_text(exc),
-                    "using": current.get("version") if acceptable else None,
-                }
-            )
+            "bundle %s could not be pulled (%s)%s", settings.bundle, error_text(exc),
+            f"; using {using}, in place" if using else "",
+            extra={"event": "bundle_pull_failed", "wanted": settings.bundle, "dest": str(dest),
+                   "error": error_text(exc), "using": using},
         )
         if acceptable:
             return dest

@@ -98,5 +98,5 @@ def upload_run_record(
         return True
     except Exception as exc:  # by contract: the bucket never fails a run
         context["error"] = error_text(exc)
-        log.warning(json.dumps(context, default=str))
+        log.warning("run record %s not uploaded: %s", context["run_id"], context["error"], extra=context)
         return False

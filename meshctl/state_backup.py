@@ -307,11 +307,8 @@ def backup_state(
         versions=versions,
         environments=environments,
     )
-    log.info(
-        json.dumps(
-            {"event": "state_backup", "key": key, "size": size, "environments": environments, "reason": reason}
-        )
-    )
+    log.info("state backup %s (%d bytes, %s)", result.url, size, reason,
+             extra={"event": "state_backup", "key": key, "size": size, "environments": environments, "reason": reason})
     if retention:
         kept, deleted = apply_retention(settings, bucket, now, protect={key})
         result.deleted, result.kept = [b.key for b in deleted], len(kept)
@@ -325,7 +322,7 @@ def run_scheduled_backup(settings: Settings) -> BackupResult | None:
     try:
         return backup_state(settings, reason="scheduled")
     except Exception as exc:
-        log.error(json.dumps({"event": "state_backup_failed", "error": error_text(exc)}))
+        log.error("state backup failed: %s", error_text(exc), extra={"event": "state_backup_failed", "error": error_text(exc)})
         return None
 
 
@@ -414,11 +411,8 @@ def restore_state(
                         settings, context=ctx, bucket=bucket, now=now, retention=False, reason="pre-restore"
                     ).key
                 import_state_file(ctx, path, replace)
-    log.info(
-        json.dumps(
-            {"event": "state_restored", "key": key, "environments": environments, "safety_backup": safety}
-        )
-    )
+    log.info("state restored from %s (environments: %s)", key, ", ".join(environments) or "none",
+             extra={"event": "state_restored", "key": key, "environments": environments, "safety_backup": safety})
     return RestoreResult(key=key, restored=True, environments=environments, safety_backup=safety)
 
 

@@ -111,5 +111,6 @@ def ui_command(settings: Settings, host: str | None, port: int | None, insecure_
         app = build_app(settings, insecure_no_auth=insecure)
         heartbeat.write(settings, "ui", port=port)
         log.info("SQLMesh UI for %s (gateway %s) on http://%s:%d", settings.project_dir, settings.gateway, host, port)
-        config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=300)
+        # log_config=None: uvicorn keeps the handler configure_logging gave it (one format per role).
+        config = uvicorn.Config(app, host=host, port=port, log_level="info", log_config=None, timeout_keep_alive=300)
         uvicorn.Server(config).run()

@@ -578,8 +578,8 @@ def test_ensure_project_pulls_once_then_follows_latest(settings, project, tmp_pa
     broken = bundled.model_copy(update={"artifacts_bucket": "no-such-bucket-here"})
     with caplog.at_level(logging.WARNING, logger="meshctl.artifacts"):
         assert artifacts.ensure_project(broken) == tmp_path / "bundle"
-    event = json.loads(caplog.records[-1].getMessage())
-    assert event["event"] == "bundle_pull_failed" and event["using"] == "v2"
+    event = caplog.records[-1]  # the fields are the record's, not JSON inside its message
+    assert (event.event, event.using) == ("bundle_pull_failed", "v2")
 
     # A pinned version that is not in place cannot be satisfied without S3.
     pinned = broken.model_copy(update={"bundle": "v1"})

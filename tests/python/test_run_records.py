@@ -70,7 +70,7 @@ def test_a_credential_in_the_log_stops_both_uploads_and_says_where(settings, s3,
     run_log.write_text(run_log.read_text() + f"notify: posting with {token}\n")
     with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
         assert upload_run_record(settings, RECORD, run_log) is False
-    error = json.loads(caplog.records[-1].getMessage())["error"]
+    error = caplog.records[-1].error
     assert error.startswith(f"refusing to upload s3://{artifacts_bucket}/{BASE}.log: line 4: Slack Token")
     assert token not in caplog.text
     assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
@@ -108,7 +108,7 @@ def test_a_missing_bucket_returns_false_and_logs_a_structured_warning(aws_env, m
     settings = Settings(_env_file=None)
     with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
         assert upload_run_record(settings, RECORD, run_log) is False
-    event = json.loads(caplog.records[-1].getMessage())
+    event = vars(caplog.records[-1])  # the fields are the record's, not JSON inside its message
     assert event["event"] == "run_record_upload_failed"
     assert event["run_id"] == RECORD["run_id"] and event["bucket"] == "no-such-bucket-for-runs"
     assert event["error"].startswith("NoSuchBucket")
@@ -124,7 +124,7 @@ def test_a_missing_bucket_returns_false_and_logs_a_structured_warning(aws_env, m
 def test_bad_input_returns_false(settings, tmp_path, caplog, record, log_name, reason):
     with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
         assert upload_run_record(settings, record, tmp_path / log_name if log_name else None) is False
-    assert reason in json.loads(caplog.records[-1].getMessage())["error"]
+    assert reason in caplog.records[-1].error
 
 
 def test_no_bucket_configured_returns_false(aws_env, monkeypatch, caplog):
@@ -170,4 +170,4 @@ def test_retries_are_bounded_by_the_setting(settings, caplog):
     with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
         assert upload_run_record(settings, RECORD, None, bucket=bucket) is False
     assert len(seen) == 2
-    assert "SlowDown" in json.loads(caplog.records[-1].getMessage())["error"]
+    assert "SlowDown" in caplog.records[-1].error

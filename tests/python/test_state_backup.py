@@ -321,8 +321,8 @@ def test_scheduled_backup_logs_and_returns_none_on_failure(project, pg_server, a
     settings = make_settings(project, pg_server, "unused")
     with caplog.at_level(logging.ERROR, logger="meshctl.state_backup"):
         assert state_backup.run_scheduled_backup(settings) is None
-    event = json.loads(caplog.records[-1].getMessage())
-    assert event["event"] == "state_backup_failed" and "NoSuchBucket" in event["error"]
+    event = caplog.records[-1]  # the fields are the record's, not JSON inside its message
+    assert event.event == "state_backup_failed" and "NoSuchBucket" in event.error
 
 
 def test_scheduled_backup_succeeds_and_next_run_follows_the_cron(project, pg_server, artifacts_bucket, stub_state):
