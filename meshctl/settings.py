@@ -158,9 +158,6 @@ class Settings(BaseSettings):
     ui_username: str = Field("admin", alias="MESHCTL_UI_USERNAME")
     ui_password: SecretStr | None = Field(None, alias="MESHCTL_UI_PASSWORD")
     ui_insecure_no_auth: bool = Field(False, alias="MESHCTL_UI_INSECURE_NO_AUTH")
-    # Readiness signals: a RAW table is landed for an interval once its newest _REPLICATED_AT /
-    # _AIRBYTE_EXTRACTED_AT is at least (interval end - tolerance).
-    readiness_tolerance_seconds: float = Field(0, alias="MESHCTL_READINESS_TOLERANCE_SECONDS")
 
     # Set by meshctl.secrets.resolve on the copy it returns (and kept by model_copy), so code
     # that needs the resolved values (the upload scan) fetches them once, not once per caller.

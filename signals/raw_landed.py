@@ -3,13 +3,16 @@
 A cron run asks each model's signals which of its missing intervals are ready. A RAW table has
 landed for the interval [start, end) once its newest load timestamp -- `_REPLICATED_AT` for
 GOODWORD_WH.RAW (the replication service), `_AIRBYTE_EXTRACTED_AT` for AIRBYTE_DB.RAW (Airbyte)
--- is at or after `end - tolerance` (MESHCTL_READINESS_TOLERANCE_SECONDS, default 0). Intervals
-not ready stay missing, and the next run checks them again.
+-- is at or after `end - tolerance_seconds` (a signal argument, default 0). Intervals not ready
+stay missing, and the next run checks them again.
 
-Use in a model (arguments are SQL string literals):
+Use in a model (arguments are SQL literals; a config.yaml variable works too, as
+`tolerance_seconds := @VAR('name')`):
     signals [goodword_raw_landed(table := 'GOODWORD_WH.RAW.EVENTS')]
-    signals [airbyte_raw_landed(table := 'AIRBYTE_DB.RAW.STRIPE_INVOICES')]
+    signals [airbyte_raw_landed(table := 'AIRBYTE_DB.RAW.STRIPE_INVOICES', tolerance_seconds := 600)]
     signals [raw_landed(table := 'GOODWORD_WH.RAW.USERS', column := '_REPLICATED_AT')]
+
+The project never imports the runtime (meshctl): what a signal needs comes in its arguments.
 """
 
 from __future__ import annotations
@@ -45,28 +48,27 @@ def landed_watermark(context: ExecutionContext, table: str, column: str) -> date
     return as_utc(row[0]) if row else None
 
 
-def check_landed(batch: DatetimeRanges, context: ExecutionContext, table: str, column: str) -> bool | DatetimeRanges:
-    # Imported here: meshctl lives inside the project, so SQLMesh would try to serialize a
-    # module-level reference to it (and its pydantic classes) into the model's snapshot.
-    from meshctl.settings import get_settings
-
-    tolerance = timedelta(seconds=get_settings().readiness_tolerance_seconds)
-    return ready_intervals(batch, landed_watermark(context, table, column), tolerance)
+def check_landed(batch: DatetimeRanges, context: ExecutionContext, table: str, column: str,
+                 tolerance_seconds: float = 0) -> bool | DatetimeRanges:
+    return ready_intervals(batch, landed_watermark(context, table, column), timedelta(seconds=float(tolerance_seconds)))
 
 
 @signal()
-def raw_landed(batch: DatetimeRanges, context: ExecutionContext, table: str, column: str) -> bool | DatetimeRanges:
+def raw_landed(batch: DatetimeRanges, context: ExecutionContext, table: str, column: str,
+               tolerance_seconds: float = 0) -> bool | DatetimeRanges:
     """Ready once `table`'s newest `column` value reaches the interval end (minus tolerance)."""
-    return check_landed(batch, context, table, column)
+    return check_landed(batch, context, table, column, tolerance_seconds)
 
 
 @signal()
-def goodword_raw_landed(batch: DatetimeRanges, context: ExecutionContext, table: str) -> bool | DatetimeRanges:
+def goodword_raw_landed(batch: DatetimeRanges, context: ExecutionContext, table: str,
+                        tolerance_seconds: float = 0) -> bool | DatetimeRanges:
     """GOODWORD_WH.RAW tables: ready once the replication service's `_REPLICATED_AT` reaches the end."""
-    return check_landed(batch, context, table, "_REPLICATED_AT")
+    return check_landed(batch, context, table, "_REPLICATED_AT", tolerance_seconds)
 
 
 @signal()
-def airbyte_raw_landed(batch: DatetimeRanges, context: ExecutionContext, table: str) -> bool | DatetimeRanges:
+def airbyte_raw_landed(batch: DatetimeRanges, context: ExecutionContext, table: str,
+                       tolerance_seconds: float = 0) -> bool | DatetimeRanges:
     """AIRBYTE_DB.RAW tables: ready once Airbyte's `_AIRBYTE_EXTRACTED_AT` reaches the end."""
-    return check_landed(batch, context, table, "_AIRBYTE_EXTRACTED_AT")
+    return check_landed(batch, context, table, "_AIRBYTE_EXTRACTED_AT", tolerance_seconds)

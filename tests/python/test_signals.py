@@ -77,15 +77,8 @@ def test_signals_read_the_newest_load_timestamp(adapter, monkeypatch):
     # Airbyte: 2026-03-03 02:00+02 is 03-03 00:00 UTC -> days 0 and 1.
     assert raw_landed.airbyte_raw_landed(batch, context, "GOODWORD_WH.RAW.STRIPE_INVOICES") == batch[:2]
     assert raw_landed.raw_landed(batch, context, "GOODWORD_WH.RAW.EMPTY_TABLE", "_REPLICATED_AT") is False
-    # The tolerance comes from settings (MESHCTL_READINESS_TOLERANCE_SECONDS), read at run time.
-    from meshctl.settings import get_settings
-
-    get_settings.cache_clear()
-    monkeypatch.setenv("MESHCTL_READINESS_TOLERANCE_SECONDS", str(24 * 3600))
-    try:
-        assert raw_landed.check_landed(batch, context, "GOODWORD_WH.RAW.USERS", "_REPLICATED_AT") == batch[:2]
-    finally:
-        get_settings.cache_clear()
+    # A tolerance (the signal's argument) lets an interval in a day before the watermark.
+    assert raw_landed.goodword_raw_landed(batch, context, "GOODWORD_WH.RAW.USERS", tolerance_seconds=24 * 3600) == batch[:2]
 
 
 def test_sqlmesh_loads_the_signals_and_a_model_can_reference_them(tmp_path):
@@ -99,7 +92,7 @@ def test_sqlmesh_loads_the_signals_and_a_model_can_reference_them(tmp_path):
     (tmp_path / "models" / "m.sql").write_text(
         "MODEL (name s.m, kind INCREMENTAL_BY_TIME_RANGE (time_column ts), start '2026-03-01', cron '@daily',\n"
         "  signals [goodword_raw_landed(table := 'GOODWORD_WH.RAW.EVENTS'),\n"
-        "           airbyte_raw_landed(table := 'AIRBYTE_DB.RAW.STRIPE_INVOICES')]);\n"
+        "           airbyte_raw_landed(table := 'AIRBYTE_DB.RAW.STRIPE_INVOICES', tolerance_seconds := 60)]);\n"
         "SELECT 1 AS id, CAST('2026-03-01' AS TIMESTAMP) AS ts"
     )
     config = Config(
@@ -112,4 +105,5 @@ def test_sqlmesh_loads_the_signals_and_a_model_can_reference_them(tmp_path):
     calls = model.render_signal_calls()
     assert set(calls.signals_to_kwargs) == {"goodword_raw_landed", "airbyte_raw_landed"}
     assert calls.signals_to_kwargs["goodword_raw_landed"]["table"].this == "GOODWORD_WH.RAW.EVENTS"
+    assert calls.signals_to_kwargs["airbyte_raw_landed"]["tolerance_seconds"].sql() == "60"
     context.close()
