@@ -41,6 +41,10 @@ ui: setup
 clean:
 	rm -rf data/local data/fakesnow .cache logs
 
+.PHONY: docs
+docs: setup  ## rewrite docs/marts.md and docs/lineage.md from the models (a test checks they are current)
+	meshctl project-docs
+
 .PHONY: bench
 bench: setup  ## cost of the daily job's ticks at 365 and 90 days of events on `local` (README "Benchmark")
 	python bench/benchmark.py $(BENCH_ARGS)

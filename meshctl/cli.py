@@ -20,6 +20,7 @@ VERBS = {
     "demo-data": "meshctl.demo_data:demo_data_command",
     "load-raw": "meshctl.raw_load:load_raw_command",
     "sqlmesh": "meshctl.sqlmesh_cli:sqlmesh_command",
+    "project-docs": "meshctl.project_docs:project_docs_command",
     # operate
     "doctor": "meshctl.doctor:doctor_command",
     "ui": "meshctl.ui:ui_command",
