@@ -42,7 +42,7 @@ from meshctl import heartbeat, notify
 from meshctl.logs import configure_logging
 from meshctl.locks import LockHeld, RunLock, describe_self, fence_evaluator, verify_token
 from meshctl.run_history import RunHistory, RunRecord
-from meshctl.settings import Settings
+from meshctl.settings import Settings, settings_for_child, settings_from_parent
 
 log = logging.getLogger("meshctl.scheduler")
 
@@ -284,18 +284,6 @@ def _die_with_parent(parent_pid: int, parent_pipe: int) -> None:
     os.close(parent_pipe)
 
 
-def settings_for_child(settings: Settings) -> str:
-    """`settings` as JSON for a child process's stdin: secrets resolved once, here, and never
-    put in a child's environment (where every process of the user could read them)."""
-    from pydantic import SecretStr
-
-    data = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        data[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
-    return json.dumps(data, default=str)
-
-
 def backup_main(due: str, parent_pid: int) -> int:
     """Entry of the backup process: one scheduled state backup (plus retention) for slot `due`,
     unless another scheduler already took it. Settings arrive on stdin."""
@@ -303,7 +291,7 @@ def backup_main(due: str, parent_pid: int) -> int:
     from meshctl import state_backup
     from meshctl.s3 import Bucket
 
-    settings = Settings(**json.loads(sys.stdin.read()))
+    settings = settings_from_parent(sys.stdin.read())
     configure_logging(settings)
     slot = datetime.fromisoformat(due)
     try:
@@ -324,9 +312,8 @@ def child_main(result_path: str, parent_pid: int, parent_pipe: int, lock_token: 
     from sqlmesh.utils import CompletionStatus
 
     from meshctl.gateways import open_context
-    from meshctl.settings import get_settings
 
-    settings = get_settings()
+    settings = settings_from_parent(sys.stdin.read())
     console = _recording_console()
     set_console(console)
     result: dict = {"status": "failed"}
@@ -384,13 +371,9 @@ class ChildRunner:
         if time.monotonic() >= deadline:
             return Attempt("timeout", error="time limit reached before the attempt could start")
         result_path = log_path.with_suffix(f".{uuid.uuid4().hex[:6]}.result.json")
-        env = dict(os.environ)  # the child is this process with the same configuration
-        env.update(
-            MESHCTL_GATEWAY=settings.gateway,
-            MESHCTL_PROJECT_DIR=str(settings.project_dir),
-            MESHCTL_ENVIRONMENT=settings.environment,
-            PYTHONUNBUFFERED="1",
-        )
+        # The child's settings (secrets resolved here, once) go to it on stdin, never in its
+        # environment; the environment is only the process's own (PATH, locale, ...).
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
         # SQLMesh forks a pool to load the project on every Context; for one run in a fresh child
         # that is ~2 s of forking for nothing (and a fork a long-lived process can fail).
         env.setdefault("MAX_FORK_WORKERS", "1")
@@ -405,12 +388,15 @@ class ChildRunner:
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 pass_fds=(keeper_read,),
                 start_new_session=True,  # a SIGTERM/SIGINT meant for us does not cut the run short
             )
         finally:
             os.close(keeper_read)
+        with contextlib.suppress(BrokenPipeError):  # a child that died at once is reported below
+            proc.stdin.write(settings_for_child(settings).encode())
+            proc.stdin.close()
         try:
             return self._supervise(proc, settings, deadline=deadline, stop=stop, tick=tick,
                                    log_path=log_path, result_path=result_path, lock=lock)

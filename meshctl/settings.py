@@ -7,6 +7,7 @@ SQLMesh's `env_var()`, so `sqlmesh plan` and `meshctl` see one configuration.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -166,6 +167,26 @@ class Settings(BaseSettings):
     def resolve(self, path: Path) -> Path:
         """A configured path, relative to the project directory unless absolute."""
         return path if path.is_absolute() else self.project_dir / path
+
+
+def settings_for_child(settings: Settings) -> str:
+    """`settings` as JSON for a child process's stdin: the child gets this process's settings,
+    secrets resolved once here, and never through its environment (readable by every process of
+    the user in /proc)."""
+    data = {
+        name: value.get_secret_value() if isinstance(value, SecretStr) else value
+        for name, value in ((name, getattr(settings, name)) for name in Settings.model_fields)
+    }
+    data["_secrets_resolved"] = settings._secrets_resolved
+    return json.dumps(data, default=str)
+
+
+def settings_from_parent(text: str) -> Settings:
+    data = json.loads(text)
+    resolved = data.pop("_secrets_resolved", False)
+    settings = Settings(_env_file=None, **data)
+    settings._secrets_resolved = resolved
+    return settings
 
 
 @lru_cache(maxsize=1)

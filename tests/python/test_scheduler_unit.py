@@ -383,9 +383,11 @@ def test_a_hung_state_backup_is_killed_at_its_time_limit_and_the_scheduler_goes_
 
 
 def test_settings_reach_a_child_whole_with_secrets_outside_the_environment(settings):
-    from meshctl.scheduler import settings_for_child
+    from meshctl.settings import settings_for_child, settings_from_parent
 
     settings = settings.model_copy(update={"state_db_password": SecretStr("pw-123"), "snowflake_private_key": SecretStr("k")})
-    again = Settings(**json.loads(settings_for_child(settings)))
+    settings._secrets_resolved = True
+    again = settings_from_parent(settings_for_child(settings))
     assert again == settings
     assert again.state_db_password.get_secret_value() == "pw-123"
+    assert again._secrets_resolved, "the child does not fetch the secrets again"
