@@ -79,3 +79,11 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def current_holder(settings: Settings) -> str | None:
+    """Who holds the run lock right now (for the status page), or None when nobody does.
+
+    A stub on top of RunLock.holder(); the lease-table rework reimplements it with this name and
+    signature."""
+    return RunLock(settings).holder()
