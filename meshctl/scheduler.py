@@ -515,14 +515,12 @@ class Scheduler:
             f", {len(record.waiting)} waiting on readiness signals" if record.waiting else "",
             f"; {record.error_class} error: {(record.error or '').splitlines()[0][:300]}" if record.error else "",
         )
-        if record.status in ("failed", "timeout", "interrupted"):
-            sent = notify.run_failed(
-                settings,
-                f"meshctl run {record.run_id} {record.status} ({record.error_class}) on {record.host}, "
-                f"environment {record.environment}, after {record.attempts} attempt(s)",
-                record.error or "",
-            )
-            log.info("failure notification sent to %d target(s)", sent)
+        # One notification per incident (a failure streak, marts behind, audit warnings jumping)
+        # and its recovery, not one per failed run; also the run's details and the marts'
+        # freshness for the status page (meshctl/alerts.py). Never raises.
+        from meshctl import alerts
+
+        alerts.after_run(settings, record, log_path)
         _upload(settings, record, log_path)
         return record
 
