@@ -49,3 +49,23 @@ def test_service_user_is_key_pair_only_on_a_small_suspending_warehouse():
     warehouse = next(s for s in statements if s.startswith("CREATE WAREHOUSE"))
     assert "WAREHOUSE_SIZE = XSMALL" in warehouse and "AUTO_SUSPEND = 60" in warehouse
     assert isinstance(sqlglot.parse_one(user, read="snowflake"), exp.Expression)
+
+
+def test_cost_reads_only_the_service_users_own_query_history_through_a_view():
+    from meshctl.settings import Settings
+
+    statements = [" ".join(s.upper().split()) for s in _statements()]
+    to_service = [s for s in statements if s.startswith("GRANT") and s.endswith("TO ROLE SQLMESH_ROLE")]
+    # Nothing of the SNOWFLAKE database reaches the service role itself.
+    assert not any("DATABASE ROLE SNOWFLAKE" in s or "IMPORTED PRIVILEGES" in s for s in to_service)
+    view_name = Settings().cost_query_history.upper()
+    view = next(s for s in statements if s.startswith("CREATE OR REPLACE SECURE VIEW"))
+    assert f"VIEW {view_name} AS" in view
+    assert "FROM SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY WHERE USER_NAME = 'SQLMESH'" in view
+    assert "QUERY_TEXT" not in view
+    for column in ("QUERY_TAG", "START_TIME", "EXECUTION_TIME", "WAREHOUSE_SIZE", "CREDITS_USED_CLOUD_SERVICES"):
+        assert column in view  # what meshctl/cost.py reads
+    assert f"GRANT SELECT ON VIEW {view_name} TO ROLE SQLMESH_ROLE" in to_service
+    # The view's owner holds the database role and is granted to no user.
+    assert "GRANT DATABASE ROLE SNOWFLAKE.GOVERNANCE_VIEWER TO ROLE SQLMESH_USAGE_OWNER" in statements
+    assert not any(s.startswith("GRANT ROLE SQLMESH_USAGE_OWNER TO USER") for s in statements)
