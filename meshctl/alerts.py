@@ -7,8 +7,8 @@ Incidents (one open row per key in `meshctl.alerts`, see status/store.py):
                           nothing to do) recovers it.
   freshness_behind:<env>  some mart has been `behind` its freshness target (status/freshness.py)
                           for MESHCTL_ALERT_BEHIND_AFTER_SECONDS; recovers when none is.
-  audit_jump:<env>        a non-blocking audit's warning count jumped: at least FACTOR x the most it
-                          had in the last BASELINE_RUNS runs that built the model, and MIN_ROWS more
+  audit_jump:<env>        a non-blocking audit's warning count jumped: at least FACTOR x its median
+                          over the last BASELINE_RUNS runs that built the model, and MIN_ROWS more
                           (a new warning counts from 0). Recovers once the models involved are built
                           again without those audits above their threshold.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -200,7 +201,7 @@ def audit_jumps(settings: Settings, warnings: list[dict], history: list[dict], m
                 break
         if not previous:
             continue  # no earlier run built it: nothing to compare with
-        baseline = max(previous)
+        baseline = statistics.median(previous)  # a past jump does not raise the bar for long
         threshold = max(baseline * factor, baseline + minimum)
         if count >= threshold:
             out.append({"model": model, "audit": audit, "count": count, "baseline": baseline, "threshold": threshold})

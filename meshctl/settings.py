@@ -167,8 +167,8 @@ class Settings(BaseSettings):
     run_log_max_bytes: int = Field(256 * 1024, ge=1024, alias="MESHCTL_RUN_LOG_MAX_BYTES")
     run_log_keep_days: float = Field(14, ge=0, alias="MESHCTL_RUN_LOG_KEEP_DAYS")
     # Alerts: a mart behind its freshness target for longer than this; an audit warning whose
-    # row count reaches FACTOR x its recent baseline (the most in the last BASELINE_RUNS runs that
-    # ran it) and at least MIN_ROWS more, or a new one of at least MIN_ROWS rows.
+    # row count reaches FACTOR x its recent baseline (the median over the last BASELINE_RUNS runs
+    # that built its model) and at least MIN_ROWS more, or a new one of at least MIN_ROWS rows.
     alert_behind_after_seconds: float = Field(3600, ge=0, alias="MESHCTL_ALERT_BEHIND_AFTER_SECONDS")
     alert_audit_jump_factor: float = Field(2.0, ge=1, alias="MESHCTL_ALERT_AUDIT_JUMP_FACTOR")
     alert_audit_jump_min_rows: int = Field(10, ge=1, alias="MESHCTL_ALERT_AUDIT_JUMP_MIN_ROWS")
