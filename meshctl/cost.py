@@ -2,12 +2,12 @@
 
 Source: Snowflake's QUERY_HISTORY (SNOWFLAKE.ACCOUNT_USAGE, read through the view that
 admin/snowflake_setup.sql creates: the service user's own rows, no query text;
-MESHCTL_COST_QUERY_HISTORY names it). One query groups the service's statements by tag, minute
-and warehouse size; Python does the rest:
+MESHCTL_COST_QUERY_HISTORY names it). One query groups the service's statements by tag, day,
+run window and warehouse size; Python does the rest:
 
   * model and run come from the tag (meshctl/query_tags.py). A statement with only the session
-    tag (signal probes, catalog lookups) or a model tag without a run is given to the run that was
-    going on at that minute (one writer at a time, under the run lock), else to no run;
+    tag (signal probes, catalog lookups) or a model tag without a run is given to the run whose
+    start and end (run history) enclose it: one writer at a time, under the run lock; else none;
   * credits are an estimate: execution time x the warehouse size's credits per hour, plus the
     cloud-services credits QUERY_HISTORY reports. Concurrent statements on one warehouse each
     count in full, and idle time before auto-suspend (60 s) is nobody's, so the sum is not the
@@ -43,22 +43,40 @@ NO_MODEL = "(no model: probes, catalog, DDL)"
 NO_RUN = "(no run)"
 
 REPORT_SQL = """
+WITH runs AS (
+  SELECT RUN_ID, CAST(STARTED AS TIMESTAMP_TZ) AS STARTED, CAST(ENDED AS TIMESTAMP_TZ) AS ENDED
+  FROM (VALUES {runs}) AS r (RUN_ID, STARTED, ENDED)
+)
 SELECT
-  QUERY_TAG,
-  DATE_TRUNC('MINUTE', START_TIME) AS MINUTE,
-  WAREHOUSE_SIZE,
+  q.QUERY_TAG,
+  CAST(q.START_TIME AS DATE) AS DAY,
+  runs.RUN_ID AS WINDOW_RUN,
+  q.WAREHOUSE_SIZE,
   COUNT(*) AS STATEMENTS,
-  SUM(EXECUTION_TIME) AS EXECUTION_MS,
-  SUM(COALESCE(CREDITS_USED_CLOUD_SERVICES, 0)) AS CLOUD_CREDITS
-FROM {source}
-WHERE START_TIME >= DATEADD(DAY, -{days}, CURRENT_TIMESTAMP())
-  AND QUERY_TAG LIKE '%{service}%'
-GROUP BY QUERY_TAG, DATE_TRUNC('MINUTE', START_TIME), WAREHOUSE_SIZE
+  SUM(q.EXECUTION_TIME) AS EXECUTION_MS,
+  SUM(COALESCE(q.CREDITS_USED_CLOUD_SERVICES, 0)) AS CLOUD_CREDITS
+FROM {source} AS q
+LEFT JOIN runs ON q.START_TIME >= runs.STARTED AND q.START_TIME <= runs.ENDED
+WHERE q.START_TIME >= DATEADD(DAY, -{days}, CURRENT_TIMESTAMP())
+  AND q.QUERY_TAG LIKE '%{service}%'
+GROUP BY q.QUERY_TAG, CAST(q.START_TIME AS DATE), runs.RUN_ID, q.WAREHOUSE_SIZE
 """
 
 
-def report_sql(source: str, days: int) -> str:
-    return REPORT_SQL.format(source=source, days=int(days), service=query_tags.SERVICE)
+def report_sql(source: str, days: int, runs: list[tuple[str, datetime, datetime | None]] = ()) -> str:
+    """The one query: the service's statements of the last `days` days grouped by tag, day, the
+    run whose time window holds them (`runs`: one writer at a time, under the run lock), and
+    warehouse size. The windows travel as a VALUES list (run history is in PostgreSQL)."""
+    now = datetime.now(timezone.utc)
+
+    def ts(moment: datetime) -> str:
+        return "'" + _utc(moment).isoformat() + "'"
+
+    values = ", ".join(
+        f"('{run_id}', {ts(started)}, {ts(ended or now)})"
+        for run_id, started, ended in runs if str(run_id).isalnum()
+    ) or "(NULL, NULL, NULL)"
+    return REPORT_SQL.format(source=source, days=int(days), service=query_tags.SERVICE, runs=values)
 
 
 @dataclasses.dataclass
@@ -114,33 +132,23 @@ def _utc(value) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def build(rows, runs: list[tuple[str, datetime, datetime | None]], *, source: str, days: int,
-          explanation: str = "") -> CostReport:
-    """Aggregate (QUERY_TAG, MINUTE, WAREHOUSE_SIZE, STATEMENTS, EXECUTION_MS, CLOUD_CREDITS) rows;
-    `runs` are (run_id, started_at, ended_at) from run history, for statements without a run."""
-    spans = sorted(((_utc(s), _utc(e) if e else None, r) for r, s, e in runs), key=lambda x: x[0])
-
-    def run_at(minute: datetime) -> str | None:
-        for started, ended, run_id in reversed(spans):
-            if started.replace(second=0, microsecond=0) <= minute and (ended is None or minute <= ended):
-                return run_id
-        return None
-
+def build(rows, *, source: str, days: int, explanation: str = "") -> CostReport:
+    """Aggregate REPORT_SQL's rows (QUERY_TAG, DAY, WINDOW_RUN, WAREHOUSE_SIZE, STATEMENTS,
+    EXECUTION_MS, CLOUD_CREDITS): the run is the tag's, else the window's, else none."""
     models: dict[str, Line] = {}
     by_run: dict[str, Line] = {}
     by_day: dict[str, Line] = {}
     tags: dict[str, Line] = {}
-    for tag, minute, size, statements, execution_ms, cloud in rows:
+    for tag, day, window_run, size, statements, execution_ms, cloud in rows:
         parsed = query_tags.parse(tag)
         if parsed is None:
             continue
-        minute = _utc(minute)
         seconds = float(execution_ms or 0) / 1000
         rate = CREDITS_PER_HOUR.get(str(size or "").upper().replace("XSMALL", "X-SMALL"), 0)
         credits = seconds / 3600 * rate + float(cloud or 0)
-        run = parsed["run"] or run_at(minute) or NO_RUN
-        for table, key in ((models, parsed["model"] or NO_MODEL), (by_run, run),
-                           (by_day, minute.date().isoformat()), (tags, tag)):
+        run = parsed["run"] or window_run or NO_RUN
+        day = day.isoformat() if hasattr(day, "isoformat") else str(day)[:10]
+        for table, key in ((models, parsed["model"] or NO_MODEL), (by_run, run), (by_day, day), (tags, tag)):
             table.setdefault(key, Line(key)).add(int(statements), seconds, credits)
     order = lambda d: sorted(d.values(), key=lambda line: (-line.credits, -line.seconds, line.key))  # noqa: E731
     return CostReport(
@@ -181,7 +189,7 @@ def emulated_history_path(settings: Settings) -> Path:
     return settings.resolve(settings.fakesnow_data_dir) / QUERY_HISTORY_FILE
 
 
-def emulated_rows(path: Path, days: int) -> list[tuple]:
+def emulated_rows(path: Path, days: int, runs: list = ()) -> list[tuple]:
     """REPORT_SQL over the emulation's recorded statements, in DuckDB: the same grouping."""
     import duckdb
     import sqlglot
@@ -204,12 +212,12 @@ def emulated_rows(path: Path, days: int) -> list[tuple]:
                 "CREDITS_USED_CLOUD_SERVICES: 'DOUBLE'})",
                 [str(path)],
             )
-        query = sqlglot.transpile(report_sql("SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY", days),
+        query = sqlglot.transpile(report_sql("SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY", days, runs),
                                   read="snowflake", write="duckdb")[0]
         return con.execute(query).fetchall()
 
 
-def snowflake_rows(settings: Settings, days: int) -> list[tuple]:
+def snowflake_rows(settings: Settings, days: int, runs: list = ()) -> list[tuple]:
     from sqlmesh import Context
 
     from meshctl import secrets
@@ -218,7 +226,7 @@ def snowflake_rows(settings: Settings, days: int) -> list[tuple]:
     with secrets.exported(settings):
         context = Context(paths=[settings.project_dir], gateway=settings.gateway, load=False)
         try:
-            return list(context.engine_adapter.fetchall(report_sql(settings.cost_query_history, days)))
+            return list(context.engine_adapter.fetchall(report_sql(settings.cost_query_history, days, runs)))
         finally:
             context.close()
 
@@ -232,22 +240,22 @@ def gather(settings: Settings, days: int | None = None, gateway: str | None = No
     try:
         if gateway == EMULATED_GATEWAY:
             path = emulated_history_path(settings)
-            rows = emulated_rows(path, days)
+            rows = emulated_rows(path, days, recent_runs(settings, days))
             explanation = (
                 "Cost comes from Snowflake's QUERY_HISTORY (SNOWFLAKE.ACCOUNT_USAGE), which the "
                 "emulated gateway does not have. Below: the same report over the statements the "
                 f"emulation recorded with their query tags ({path}); seconds are fakesnow's, and "
                 "credits are what X-Small would charge for that time."
             )
-            return build(rows, recent_runs(settings, days), source="emulated", days=days, explanation=explanation)
+            return build(rows, source="emulated", days=days, explanation=explanation)
         if gateway == "local" or _engine_type(settings, gateway) != "snowflake":
             return CostReport(
                 source="none", days=days,
                 explanation=f"Gateway {gateway} is not Snowflake: there is no query history or credit to "
                             "report. The cost report reads Snowflake's QUERY_HISTORY (gateway snowflake).",
             )
-        rows = snowflake_rows(settings.model_copy(update={"gateway": gateway}), days)
-        return build(rows, recent_runs(settings, days), source="snowflake", days=days,
+        rows = snowflake_rows(settings.model_copy(update={"gateway": gateway}), days, recent_runs(settings, days))
+        return build(rows, source="snowflake", days=days,
                      explanation=f"From {settings.cost_query_history} (Snowflake ACCOUNT_USAGE, up to 45 min behind); "
                                  "credits estimated from execution time and warehouse size.")
     except Exception as exc:  # the status page shows why, never a traceback

@@ -115,17 +115,15 @@ def test_model_tags_round_trip_and_other_tags_are_ignored():
 def test_cost_report_groups_credits_by_model_run_and_day():
     tag = lambda model, run=None: query_tags.model_tag("prod", model, run)  # noqa: E731
     rows = [
-        # (QUERY_TAG, MINUTE, WAREHOUSE_SIZE, STATEMENTS, EXECUTION_MS, CLOUD_CREDITS)
-        (tag("M.FCT_EVENTS", "run1"), at("2026-03-14 10:00"), "X-Small", 4, 360_000, 0.001),
-        (tag("M.METRICS_DAILY", "run1"), at("2026-03-14 10:01"), "Small", 2, 180_000, 0.0),
-        (tag("M.FCT_EVENTS", "run2"), at("2026-03-15 10:15"), "X-Small", 1, 36_000, 0.0),
-        ("goodword-sqlmesh:prod", at("2026-03-15 10:15"), None, 6, 0, 0.0002),  # probes: by time
-        ("goodword-sqlmesh:prod", at("2026-03-16 01:00"), None, 6, 0, 0.0002),  # no run then
-        ("someone-elses-tag", at("2026-03-14 10:00"), "X-Small", 9, 9_000_000, 1.0),
+        # (QUERY_TAG, DAY, WINDOW_RUN, WAREHOUSE_SIZE, STATEMENTS, EXECUTION_MS, CLOUD_CREDITS)
+        (tag("M.FCT_EVENTS", "run1"), date(2026, 3, 14), "run1", "X-Small", 4, 360_000, 0.001),
+        (tag("M.METRICS_DAILY", "run1"), date(2026, 3, 14), "run1", "Small", 2, 180_000, 0.0),
+        (tag("M.FCT_EVENTS", "run2"), date(2026, 3, 15), None, "X-Small", 1, 36_000, 0.0),  # the tag wins
+        ("goodword-sqlmesh:prod", date(2026, 3, 15), "run2", None, 6, 0, 0.0002),  # probes: by window
+        ("goodword-sqlmesh:prod", date(2026, 3, 16), None, None, 6, 0, 0.0002),  # no run then
+        ("someone-elses-tag", date(2026, 3, 14), "run1", "X-Small", 9, 9_000_000, 1.0),
     ]
-    runs = [("run1", at("2026-03-14 10:00:03"), at("2026-03-14 10:02")),
-            ("run2", at("2026-03-15 10:15:02"), at("2026-03-15 10:16"))]
-    report = cost.build(rows, runs, source="snowflake", days=30)
+    report = cost.build(rows, source="snowflake", days=30)
     by_model = {line.key: line for line in report.by_model}
     assert round(by_model["M.FCT_EVENTS"].credits, 4) == round(0.1 + 0.001 + 0.01, 4)  # 6 min XS + 36 s XS
     assert round(by_model["M.METRICS_DAILY"].credits, 4) == round(3 / 60 * 2, 4)  # 3 min on Small
@@ -146,14 +144,21 @@ def test_the_report_query_runs_the_same_over_the_emulations_recorded_history(tmp
     tag = query_tags.model_tag("prod", "GOODWORD_WH.MARTS.FCT_EVENTS", "run9")
     recorder.record(tag, now - 10, now - 8, "INSERT INTO x SELECT 1", True)
     recorder.record(tag, now - 8, now - 7.5, "SELECT 1", True)
-    recorder.record("goodword-sqlmesh:fakesnow", now - 7, now - 7, "SELECT MAX(a) FROM t", True)
+    recorder.record("goodword-sqlmesh:fakesnow", now - 7, now - 7, "SELECT MAX(a) FROM t", True)  # in run9
+    recorder.record("goodword-sqlmesh:fakesnow", now - 3, now - 3, "SELECT MAX(a) FROM t", True)  # after it
     recorder.record("goodword-sqlmesh:fakesnow", now - 86400 * 40, now - 86400 * 40, "SELECT 1", True)  # too old
-    rows = cost.emulated_rows(tmp_path / "query_history.jsonl", days=30)
-    report = cost.build(rows, [], source="emulated", days=30)
-    assert report.total.statements == 3
+    window = [("run9", datetime.fromtimestamp(now - 11, UTC), datetime.fromtimestamp(now - 6, UTC)),
+              ("run8", datetime.fromtimestamp(now - 500, UTC), datetime.fromtimestamp(now - 400, UTC))]
+    rows = cost.emulated_rows(tmp_path / "query_history.jsonl", days=30, runs=window)
+    report = cost.build(rows, source="emulated", days=30)
+    assert report.total.statements == 4
     line = report.run("run9")
-    assert line.statements == 2 and abs(line.seconds - 2.5) < 0.01
+    assert line.statements == 3 and abs(line.seconds - 2.5) < 0.01
+    assert report.run(cost.NO_RUN).statements == 1
     assert {t.key for t in report.tags} == {tag, "goodword-sqlmesh:fakesnow"}
+    # No run history at all: the query still runs, and only the tags name runs.
+    assert cost.build(cost.emulated_rows(tmp_path / "query_history.jsonl", days=30), source="emulated",
+                      days=30).run("run9").statements == 2
 
 
 # --- per-model detail lines -------------------------------------------------------------------
@@ -258,3 +263,31 @@ def test_freshness_load_columns_are_the_arrival_gates():
     assert {column for _, column in gate.ARRIVAL_COLUMNS} == set(freshness.LOAD_COLUMNS)
     tables = {table for table, _ in gate.ARRIVAL_COLUMNS}
     assert freshness.ORGANIZATIONS in tables and set(freshness.STRIPE) <= tables
+
+
+def test_the_page_shows_cost_per_model_and_run_and_warehouse_seconds_per_day():
+    from meshctl.settings import Settings
+    from meshctl.status import data
+
+    now = datetime.now(UTC)
+    tag = query_tags.model_tag("prod", "GOODWORD_WH.MARTS.FCT_EVENTS", "run1")
+    report = cost.build([(tag, now.date(), "run1", "X-Small", 5, 72_000, 0.0)], source="emulated", days=30,
+                        explanation="emulated")
+    run = {"run_id": "run1", "trigger": "cron", "status": "success", "started_at": now - timedelta(minutes=1),
+           "ended_at": now, "attempts": 1, "models": ["GOODWORD_WH.MARTS.FCT_EVENTS"], "intervals": [{}],
+           "waiting": [], "error": None}
+    facts = {
+        "generated_at": now.isoformat(), "environment": "prod", "gateway": "fakesnow",
+        "scheduler": {"cron": CRON, "next_tick": now.isoformat(), "lock_holder": "meshctl-run-lock from 10.0.0.5 (backend 42)",
+                      "lock_error": None, "run_in_flight": False, "last_run": data.run_summary(run)},
+        "runs": [data.run_summary(run, None, report.run("run1"))],
+        "freshness": {"marts": [], "counts": {}, "assessed_at": None},
+        "alerts": {"open": [], "recent": []},
+        "charts": data.charts_data([run], report, now, 30),
+        "cost": data.cost_section(report),
+    }
+    html = web._environment().get_template("status.html").render(s=facts, settings=Settings())
+    assert "GOODWORD_WH.MARTS.FCT_EVENTS" in html and "0.0200" in html  # 72 s of X-Small, in the runs table too
+    assert "Warehouse seconds per day" in html and html.count('class="day-bar"') == 1
+    assert "meshctl-run-lock from 10.0.0.5" in html
+    assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
