@@ -73,8 +73,8 @@ def report_sql(source: str, days: int, runs: list[tuple[str, datetime, datetime 
         return "'" + _utc(moment).isoformat() + "'"
 
     values = ", ".join(
-        f"('{run_id}', {ts(started)}, {ts(ended or now)})"
-        for run_id, started, ended in runs if str(run_id).isalnum()
+        f"('{str(run_id).replace(chr(39), chr(39) * 2)}', {ts(started)}, {ts(ended or now)})"
+        for run_id, started, ended in runs
     ) or "(NULL, NULL, NULL)"
     return REPORT_SQL.format(source=source, days=int(days), service=query_tags.SERVICE, runs=values)
 

@@ -69,10 +69,18 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# The scheduler's child runs one run and exits: once its parent's row is found, it stays the answer.
+_PARENTS_RUN: dict[tuple[int, int], str] = {}
+
+
 def current_run_id(settings: Settings) -> str | None:
     """The run this process belongs to, from run history: a `running` row on this host whose
-    process is our parent (the scheduler's child) or ourselves (an in-process plan). Never
-    raises: a tag without a run is better than a failed model."""
+    process is our parent (the scheduler's child) or ourselves (an in-process plan, asked again
+    each time: a long-lived UI applies many). Never raises: a tag without a run is better than
+    a failed model."""
+    key = (os.getpid(), os.getppid())
+    if key in _PARENTS_RUN:
+        return _PARENTS_RUN[key]
     try:
         from psycopg2 import sql
 
@@ -83,7 +91,7 @@ def current_run_id(settings: Settings) -> str | None:
             with conn.cursor() as cur:
                 cur.execute(
                     sql.SQL(
-                        "SELECT run_id FROM {}.run_history WHERE status = 'running' AND host = %s "
+                        "SELECT run_id, pid FROM {}.run_history WHERE status = 'running' AND host = %s "
                         "AND pid = ANY(%s) ORDER BY started_at DESC LIMIT 1"
                     ).format(sql.Identifier(settings.run_history_schema)),
                     (socket.gethostname(), [os.getppid(), os.getpid()]),
@@ -94,4 +102,8 @@ def current_run_id(settings: Settings) -> str | None:
     except Exception as exc:  # no run history (plain sqlmesh, no state database): no run in the tag
         log.debug("no run id for the query tag: %s", exc)
         return None
-    return row[0] if row else None
+    if row is None:
+        return None
+    if row[1] == os.getppid():
+        _PARENTS_RUN[key] = row[0]
+    return row[0]

@@ -10,6 +10,7 @@ warehouse, so a page view never waits for it or pays for it).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -325,6 +326,8 @@ def _same(a: str | None, b: str) -> bool:
 
 def _local_log(settings: Settings, run_id: str) -> tuple[str | None, str | None]:
     """A run recorded before run details existed: its log file, when this host has it."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", run_id):
+        return None, "no log recorded for this run"
     directory = settings.resolve(settings.run_log_dir)
     for path in sorted(Path(directory).glob(f"*-{run_id}.log")) if Path(directory).is_dir() else []:
         from meshctl import run_details
