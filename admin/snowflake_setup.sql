@@ -7,6 +7,8 @@
 --                   owns the schemas SQLMesh builds in GOODWORD_WH (STAGING, MARTS, sqlmesh__*,
 --                   and per-environment copies such as MARTS__DEV)
 --   * SQLMESH       a SERVICE user (no password, RSA key-pair only) holding SQLMESH_ROLE
+--   * GOODWORD_WH.SQLMESH_USAGE.QUERY_HISTORY  the service's own rows of QUERY_HISTORY (cost),
+--                   owned by SQLMESH_USAGE_OWNER, a role no user holds
 -- The service never needs ACCOUNTADMIN, CREATE DATABASE or MANAGE GRANTS.
 --
 -- Before running: generate the key pair (README "Production setup") and paste the public key
@@ -62,6 +64,40 @@ GRANT CREATE SCHEMA ON DATABASE GOODWORD_WH TO ROLE SQLMESH_ROLE;
 -- the grants consumers already have. Uncomment the lines that apply:
 -- GRANT OWNERSHIP ON SCHEMA GOODWORD_WH.STAGING TO ROLE SQLMESH_ROLE COPY CURRENT GRANTS;
 -- GRANT OWNERSHIP ON SCHEMA GOODWORD_WH.MARTS TO ROLE SQLMESH_ROLE COPY CURRENT GRANTS;
+
+-- ---------------------------------------------------------------------------------------------
+-- Cost attribution (`meshctl cost`, the status page): the service reads its OWN rows of
+-- SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY, through a view, and nothing else of ACCOUNT_USAGE.
+-- Why not a grant to SQLMESH_ROLE: QUERY_HISTORY is readable through the SNOWFLAKE database role
+-- GOVERNANCE_VIEWER, or through IMPORTED PRIVILEGES ON DATABASE SNOWFLAKE, which opens every
+-- ACCOUNT_USAGE view (login and access history included). Either would show the service every
+-- user's statements, their query text included. Instead a role granted to no user owns a secure
+-- view of the service user's rows, without QUERY_TEXT, and the service may only SELECT the view:
+-- a view runs with its owner's rights, so SQLMESH_ROLE needs nothing on the SNOWFLAKE database.
+-- (MESHCTL_COST_QUERY_HISTORY names the view; the columns are those meshctl/cost.py reads.)
+USE ROLE SECURITYADMIN;
+CREATE ROLE IF NOT EXISTS SQLMESH_USAGE_OWNER COMMENT = 'Owns the view of the SQLMesh service query history';
+GRANT ROLE SQLMESH_USAGE_OWNER TO ROLE SYSADMIN;
+-- Granting a SNOWFLAKE database role takes its owner or MANAGE GRANTS (SECURITYADMIN has it); an
+-- account that refuses it here needs an account administrator for this one statement.
+GRANT DATABASE ROLE SNOWFLAKE.GOVERNANCE_VIEWER TO ROLE SQLMESH_USAGE_OWNER;
+
+USE ROLE SYSADMIN;
+CREATE SCHEMA IF NOT EXISTS GOODWORD_WH.SQLMESH_USAGE COMMENT = 'The SQLMesh service own usage (cost attribution)';
+GRANT USAGE ON DATABASE GOODWORD_WH TO ROLE SQLMESH_USAGE_OWNER;
+GRANT USAGE, CREATE VIEW ON SCHEMA GOODWORD_WH.SQLMESH_USAGE TO ROLE SQLMESH_USAGE_OWNER;
+
+USE ROLE SQLMESH_USAGE_OWNER;
+CREATE OR REPLACE SECURE VIEW GOODWORD_WH.SQLMESH_USAGE.QUERY_HISTORY AS
+SELECT QUERY_ID, QUERY_TAG, QUERY_TYPE, USER_NAME, ROLE_NAME, WAREHOUSE_NAME, WAREHOUSE_SIZE,
+       EXECUTION_STATUS, START_TIME, END_TIME, TOTAL_ELAPSED_TIME, EXECUTION_TIME,
+       CREDITS_USED_CLOUD_SERVICES
+FROM SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY
+WHERE USER_NAME = 'SQLMESH';
+
+USE ROLE SYSADMIN;
+GRANT USAGE ON SCHEMA GOODWORD_WH.SQLMESH_USAGE TO ROLE SQLMESH_ROLE;
+GRANT SELECT ON VIEW GOODWORD_WH.SQLMESH_USAGE.QUERY_HISTORY TO ROLE SQLMESH_ROLE;
 
 -- ---------------------------------------------------------------------------------------------
 -- Consumers (optional): a reporting role reads the marts. SQLMesh publishes MARTS as views over

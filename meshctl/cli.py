@@ -28,6 +28,7 @@ VERBS = {
     "run-once": "meshctl.scheduler:run_once_command",
     "runs": "meshctl.scheduler:runs_command",
     "health": "meshctl.heartbeat:health_command",
+    "cost": "meshctl.cost:cost_command",
     # artifacts in S3
     "artifacts": "meshctl.artifacts:artifacts_group",
     "state": "meshctl.state_backup:state_group",

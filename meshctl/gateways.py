@@ -8,7 +8,13 @@ as long as the context is open.
 from __future__ import annotations
 
 import contextlib
+import json
+import re
+import threading
+import time
+import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from unittest import mock
 
@@ -24,7 +30,17 @@ EMULATED_GATEWAY = "fakesnow"
 EMULATED_PASSWORD = "fakesnow"
 
 # Statements fakesnow does not implement and that change nothing an emulated run can observe.
-_FAKESNOW_NOOPS = [r"ALTER SESSION SET QUERY_TAG"]
+# (QUERY_TAG is also recorded: see _recording_query_tags.)
+_FAKESNOW_NOOPS = [r"\s*(?:/\*.*?\*/\s*)*ALTER\s+SESSION\s+SET\s+QUERY_TAG\b"]
+
+# Every statement the emulated account runs, with the session's QUERY_TAG, as JSON lines in
+# QUERY_HISTORY's column names (meshctl/cost.py reads it like Snowflake's ACCOUNT_USAGE view).
+QUERY_HISTORY_FILE = "query_history.jsonl"
+# ALTER SESSION SET QUERY_TAG = '...', maybe after SQLMesh's `/* SQLMESH_PLAN: <id> */`.
+_QUERY_TAG_SET = re.compile(
+    r"\s*(?:/\*.*?\*/\s*)*ALTER\s+SESSION\s+SET\s+QUERY_TAG\s*=\s*'((?:[^'\\]|\\.)*)'\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def _temporary_as_regular_table(create_table):
@@ -80,6 +96,63 @@ def _views_listed(get_data_objects):
     return wrapper
 
 
+class QueryHistoryRecorder:
+    """Appends one QUERY_HISTORY-shaped JSON line per statement to `path` (threads of one
+    process share the lock; processes append whole lines)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def record(self, tag: str | None, started: float, ended: float, command: str, ok: bool) -> None:
+        words = command.lstrip(" (\n\t").split(None, 1)
+        row = {
+            "QUERY_ID": uuid.uuid4().hex,
+            "QUERY_TAG": tag or "",
+            "QUERY_TYPE": words[0].upper() if words else "",
+            "USER_NAME": "FAKESNOW",
+            "WAREHOUSE_NAME": "FAKESNOW",
+            "WAREHOUSE_SIZE": "X-Small",
+            "EXECUTION_STATUS": "SUCCESS" if ok else "FAIL",
+            "START_TIME": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+            "END_TIME": datetime.fromtimestamp(ended, timezone.utc).isoformat(),
+            "TOTAL_ELAPSED_TIME": round((ended - started) * 1000),
+            "EXECUTION_TIME": round((ended - started) * 1000),
+            "CREDITS_USED_CLOUD_SERVICES": 0.0,
+        }
+        line = json.dumps(row) + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as out:
+            out.write(line)
+
+
+def _unescape(literal: str) -> str:
+    return re.sub(r"\\(.)", r"\1", literal)
+
+
+def _recording_query_tags(execute, recorder: QueryHistoryRecorder):
+    """fakesnow ignores QUERY_TAG (the connect-time session parameter and `ALTER SESSION SET
+    QUERY_TAG`). Keep it on the connection, as Snowflake keeps it on the session, and record
+    every other statement with the tag in force: what QUERY_HISTORY would show."""
+
+    def wrapper(self, command, *args, **kwargs):
+        conn = self._conn
+        if isinstance(command, str) and (match := _QUERY_TAG_SET.match(command)):
+            conn._meshctl_query_tag = _unescape(match.group(1))
+            return execute(self, command, *args, **kwargs)  # a no-op (_FAKESNOW_NOOPS)
+        started, ok = time.time(), False
+        try:
+            result = execute(self, command, *args, **kwargs)
+            ok = True
+            return result
+        finally:
+            try:
+                recorder.record(getattr(conn, "_meshctl_query_tag", None), started, time.time(), str(command), ok)
+            except OSError:
+                pass  # a history that cannot be written never fails a statement
+
+    return wrapper
+
+
 def _emulated_connect(connect, data_dir: Path):
     """Refuse a wrong password, and attach every database an earlier process created: fakesnow
     attaches only the connection's own database, so AIRBYTE_DB would look empty to a new process
@@ -96,6 +169,7 @@ def _emulated_connect(connect, data_dir: Path):
         if kwargs.get("database") and not kwargs.get("schema"):
             kwargs["schema"] = "PUBLIC"
         conn = connect(*args, **kwargs)
+        conn._meshctl_query_tag = (kwargs.get("session_parameters") or {}).get("QUERY_TAG")
         with conn.cursor() as cur:
             for db_file in sorted(data_dir.glob("*.db")):
                 cur.execute(f'CREATE DATABASE IF NOT EXISTS "{db_file.stem}"')
@@ -116,8 +190,10 @@ def emulation(settings: Settings, gateway: str) -> Iterator[None]:
     data_dir = settings.resolve(settings.fakesnow_data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     create_table = _temporary_as_regular_table(SnowflakeEngineAdapter.create_table)
+    recorder = QueryHistoryRecorder(data_dir / QUERY_HISTORY_FILE)
     with fakesnow.patch(db_path=data_dir, nop_regexes=_FAKESNOW_NOOPS):
         import snowflake.connector
+        from fakesnow.cursor import FakeSnowflakeCursor
         from snowflake.connector import pandas_tools  # now fakesnow's
 
         with (
@@ -132,6 +208,8 @@ def emulation(settings: Settings, gateway: str) -> Iterator[None]:
             mock.patch.object(
                 pandas_tools, "write_pandas", _honour_overwrite(pandas_tools.write_pandas)
             ),
+            mock.patch.object(FakeSnowflakeCursor, "execute",
+                              _recording_query_tags(FakeSnowflakeCursor.execute, recorder)),
         ):
             yield
 

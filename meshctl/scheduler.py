@@ -8,7 +8,8 @@ Per tick (and per `meshctl run-once`):
      parent), so the time limit is a real SIGKILL and a hung warehouse call cannot hang us; the
      child checks the lock before every write, and is killed at once if the lease is lost;
   3. retry transient failures with exponential backoff (tenacity), never permanent ones;
-  4. record the run in `meshctl.run_history`, notify on failure, upload the record, unlock.
+  4. record the run in `meshctl.run_history`, raise or recover incidents (alerts.py), unlock,
+     upload the record.
 The main loop rewrites the heartbeat file; SIGTERM stops new work, lets the current run finish
 (for at most MESHCTL_SHUTDOWN_GRACE_SECONDS), releases the lock and exits 0.
 """
@@ -38,7 +39,7 @@ import click
 from croniter import croniter
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, stop_any
 
-from meshctl import heartbeat, notify
+from meshctl import heartbeat
 from meshctl.logs import configure_logging
 from meshctl.locks import LockHeld, RunLock, describe_self, fence_evaluator, verify_token
 from meshctl.run_history import RunHistory, RunRecord
@@ -313,8 +314,10 @@ def child_main(result_path: str, parent_pid: int, parent_pipe: int, lock_token: 
 
     from meshctl.gateways import open_context
 
+    from meshctl import run_details
+
     settings = settings_from_parent(sys.stdin.read())
-    console = _recording_console()
+    console = run_details.recording_console()  # + per-model timings and audit results
     set_console(console)
     result: dict = {"status": "failed"}
     try:
@@ -582,6 +585,13 @@ class Scheduler:
             record.error, record.error_class = attempt.error, attempt.error_class
             record.ended_at = _now()
             self.history.write(record)
+            # One notification per incident (a failure streak, marts behind, audit warnings
+            # jumping) and its recovery, not one per failed run; also the run's details and the
+            # marts' freshness for the status page (meshctl/alerts.py). Never raises. Under the
+            # lock: its freshness queries must not meet the next writer on a DuckDB file.
+            from meshctl import alerts
+
+            alerts.after_run(settings, record, log_path)
         finally:
             lock.release()
         seconds = (record.ended_at - record.started_at).total_seconds()
@@ -591,14 +601,6 @@ class Scheduler:
             f", {len(record.waiting)} waiting on readiness signals" if record.waiting else "",
             f"; {record.error_class} error: {(record.error or '').splitlines()[0][:300]}" if record.error else "",
         )
-        if record.status in ("failed", "timeout", "interrupted"):
-            sent = notify.run_failed(
-                settings,
-                f"meshctl run {record.run_id} {record.status} ({record.error_class}) on {record.host}, "
-                f"environment {record.environment}, after {record.attempts} attempt(s)",
-                record.error or "",
-            )
-            log.info("failure notification sent to %d target(s)", sent)
         _upload(settings, record, log_path)
         return record
 

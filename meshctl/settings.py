@@ -164,6 +164,32 @@ class Settings(BaseSettings):
     # that needs the resolved values (the upload scan) fetches them once, not once per caller.
     _secrets_resolved: bool = PrivateAttr(False)
 
+    # --- status page, cost and alerts (issue 12; meshctl/status/, cost.py, alerts.py) ----------
+    # Where people open the status page (alerts link to it), e.g. http://172.22.2.10:8000.
+    status_base_url: str | None = Field(None, alias="MESHCTL_STATUS_BASE_URL")
+    # Runs listed on /status (newest first).
+    status_runs_limit: int = Field(50, ge=1, alias="MESHCTL_STATUS_RUNS")
+    # The scheduler assesses each mart's freshness after every finished run (and alerts on it).
+    freshness_check: bool = Field(True, alias="MESHCTL_FRESHNESS_CHECK")
+    # Each run's log is kept in the state database for the status page, up to this size, for
+    # this many days (the run's summary stays).
+    run_log_max_bytes: int = Field(256 * 1024, ge=1024, alias="MESHCTL_RUN_LOG_MAX_BYTES")
+    run_log_keep_days: float = Field(14, ge=0, alias="MESHCTL_RUN_LOG_KEEP_DAYS")
+    # Alerts: a mart behind its freshness target for longer than this; an audit warning whose
+    # row count reaches FACTOR x its recent baseline (the median over the last BASELINE_RUNS runs
+    # that built its model) and at least MIN_ROWS more, or a new one of at least MIN_ROWS rows.
+    alert_behind_after_seconds: float = Field(3600, ge=0, alias="MESHCTL_ALERT_BEHIND_AFTER_SECONDS")
+    alert_audit_jump_factor: float = Field(2.0, ge=1, alias="MESHCTL_ALERT_AUDIT_JUMP_FACTOR")
+    alert_audit_jump_min_rows: int = Field(10, ge=1, alias="MESHCTL_ALERT_AUDIT_JUMP_MIN_ROWS")
+    alert_audit_baseline_runs: int = Field(10, ge=1, alias="MESHCTL_ALERT_AUDIT_BASELINE_RUNS")
+    # Cost: the QUERY_HISTORY the service may read (admin/snowflake_setup.sql makes a view of the
+    # service user's own rows), how far back the status page looks, how long it keeps a result.
+    cost_query_history: str = Field(
+        "GOODWORD_WH.SQLMESH_USAGE.QUERY_HISTORY", alias="MESHCTL_COST_QUERY_HISTORY"
+    )
+    cost_days: int = Field(30, ge=1, alias="MESHCTL_COST_DAYS")
+    cost_cache_seconds: float = Field(3600, ge=0, alias="MESHCTL_COST_CACHE_SECONDS")
+
     def resolve(self, path: Path) -> Path:
         """A configured path, relative to the project directory unless absolute."""
         return path if path.is_absolute() else self.project_dir / path

@@ -39,8 +39,11 @@ def build_app(settings: Settings, *, insecure_no_auth: bool = False):
 
     web_settings.get_settings.cache_clear()
     web_settings.invalidate_context_cache()
+    from meshctl.status.web import mount
+
     password = None if insecure_no_auth else settings.ui_password.get_secret_value()
-    return BasicAuthMiddleware(create_app(), settings.ui_username, password)
+    # /status, /status.json and the landing page's link to them, behind the same login.
+    return BasicAuthMiddleware(mount(create_app(), settings), settings.ui_username, password)
 
 
 def preflight(settings: Settings) -> None:

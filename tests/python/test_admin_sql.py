@@ -26,6 +26,7 @@ PRIVILEGES = {
     "SCHEMA": {"USAGE", "MONITOR", "CREATE TABLE", "CREATE VIEW"},
     "TABLES": {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES"},
     "VIEWS": {"SELECT", "REFERENCES"},
+    "VIEW": {"SELECT", "REFERENCES"},
 }
 _NAME = r"[A-Z_][A-Z0-9_$]*"
 _QUALIFIED = rf"{_NAME}\.{_NAME}"
@@ -41,13 +42,14 @@ COMMANDS = {
         rf"|RSA_PUBLIC_KEY = {_STRING}|COMMENT = {_STRING}))+"
     ),
     "GRANT ROLE": rf"GRANT ROLE {_NAME} TO (ROLE|USER) {_NAME}",
+    "GRANT DATABASE ROLE": rf"GRANT DATABASE ROLE {_QUALIFIED} TO ROLE {_NAME}",
     "GRANT ON ALL/FUTURE": (
         rf"GRANT {_PRIVILEGE_LIST} ON (ALL|FUTURE) (?P<kind>TABLES|VIEWS) IN SCHEMA {_QUALIFIED}"
         rf" TO ROLE {_NAME}"
     ),
     "SHOW GRANTS": rf"SHOW GRANTS TO ROLE {_NAME}",
 }
-MODELLED = {exp.Use: {"ROLE"}, exp.Create: {"WAREHOUSE"}, exp.Grant: set(PRIVILEGES)}
+MODELLED = {exp.Use: {"ROLE"}, exp.Create: {"WAREHOUSE", "SCHEMA", "VIEW"}, exp.Grant: set(PRIVILEGES)}
 
 
 def _statements(text: str = SETUP) -> list[str]:
@@ -149,3 +151,23 @@ def test_service_user_is_key_pair_only_on_a_small_suspending_warehouse():
     assert "TYPE = SERVICE" in user and "RSA_PUBLIC_KEY" in user and "PASSWORD" not in user
     warehouse = next(s for s in statements if s.startswith("CREATE WAREHOUSE"))
     assert "WAREHOUSE_SIZE = XSMALL" in warehouse and "AUTO_SUSPEND = 60" in warehouse
+
+
+def test_cost_reads_only_the_service_users_own_query_history_through_a_view():
+    from meshctl.settings import Settings
+
+    statements = [" ".join(s.upper().split()) for s in _statements()]
+    to_service = [s for s in statements if s.startswith("GRANT") and s.endswith("TO ROLE SQLMESH_ROLE")]
+    # Nothing of the SNOWFLAKE database reaches the service role itself.
+    assert not any("DATABASE ROLE SNOWFLAKE" in s or "IMPORTED PRIVILEGES" in s for s in to_service)
+    view_name = Settings().cost_query_history.upper()
+    view = next(s for s in statements if s.startswith("CREATE OR REPLACE SECURE VIEW"))
+    assert f"VIEW {view_name} AS" in view
+    assert "FROM SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY WHERE USER_NAME = 'SQLMESH'" in view
+    assert "QUERY_TEXT" not in view
+    for column in ("QUERY_TAG", "START_TIME", "EXECUTION_TIME", "WAREHOUSE_SIZE", "CREDITS_USED_CLOUD_SERVICES"):
+        assert column in view  # what meshctl/cost.py reads
+    assert f"GRANT SELECT ON VIEW {view_name} TO ROLE SQLMESH_ROLE" in to_service
+    # The view's owner holds the database role and is granted to no user.
+    assert "GRANT DATABASE ROLE SNOWFLAKE.GOVERNANCE_VIEWER TO ROLE SQLMESH_USAGE_OWNER" in statements
+    assert not any(s.startswith("GRANT ROLE SQLMESH_USAGE_OWNER TO USER") for s in statements)
