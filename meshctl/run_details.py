@@ -113,7 +113,8 @@ def read_log(settings: Settings, log_path: Path | None) -> tuple[str | None, int
     """(masked text of the log's tail, size in bytes, truncated?) or (None, None, False)."""
     if log_path is None or not Path(log_path).exists():
         return None, None, False
-    from meshctl.s3 import redact, secret_values
+    from meshctl import secrets
+    from meshctl.secret_scan import known_secrets, redact
 
     data = Path(log_path).read_bytes()
     size = len(data)
@@ -122,7 +123,9 @@ def read_log(settings: Settings, log_path: Path | None) -> tuple[str | None, int
     if truncated:
         data = data[-limit:]
         data = data[data.find(b"\n") + 1:] if b"\n" in data else data
-    data = redact(data, secret_values(settings))
+    # The settings' secret values, whatever their source (resolve returns resolved settings as
+    # they are, so this fetches nothing in the scheduler, which resolved them at start).
+    data = redact(data, known_secrets(secrets.resolve(settings)))
     return data.decode("utf-8", errors="replace"), size, truncated
 
 
