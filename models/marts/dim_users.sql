@@ -8,7 +8,7 @@ MODEL (
     not_null(columns := (user_id, is_deleted)),
     unique_values(columns := (user_id)),
     accepted_values_non_blocking(column := role, is_in := @VAR('user_roles')),
-    accepted_values_non_blocking(column := status, is_in := ('invited', 'active', 'deactivated'))
+    accepted_values_non_blocking(column := status, is_in := @VAR('user_statuses'))
   ),
   column_descriptions (
     user_id = 'Goodword user ID (primary key).',
