@@ -31,7 +31,7 @@ RUN /opt/pip/bin/pip --python /opt/venv/bin/python install --no-cache-dir --only
          echo "installed but not pinned in constraints.txt: the lines above" >&2; exit 1; \
        fi
 
-# Files the service never reads (README "Container image" has the sizes): test suites, C++
+# Files the service never reads (docs/operations.md, "Image", has the sizes): test suites, C++
 # headers and sources, Jupyter front-end assets and jedi's type stubs (notebook and IPython
 # completion only), pyarrow's Flight RPC and its S3 filesystem library (S3 goes through boto3).
 # Every package stays installed; .ci/container-checks.sh imports what the service uses.
@@ -40,7 +40,7 @@ RUN rm -rf pandas/tests numpy/tests numpy/*/tests pyarrow/tests pyarrow/include 
               pyarrow/_pyarrow_cpp_tests* pyarrow/*flight* pyarrow/libarrow_s3.so* \
               jedi/third_party /opt/venv/share/jupyter
 # Plain `sqlmesh` in the image is `meshctl sqlmesh`, so its writes take the run lock like every
-# other writer (meshctl/writers.py) and the emulated gateway works with it too.
+# other writer (meshctl/service/writers.py) and the emulated gateway works with it too.
 RUN printf '#!/bin/sh\nexec /opt/venv/bin/meshctl sqlmesh "$@"\n' >/opt/venv/bin/sqlmesh \
     && chmod 0755 /opt/venv/bin/sqlmesh
 

@@ -18,7 +18,7 @@ setup: $(BIN)/meshctl  ## create .venv with the pinned dependencies
 demo: setup  ## generate demo RAW data, build every model on `local`, print a summary
 	meshctl demo
 
-test: setup  ## SQLMesh unit tests, the linter, then pytest (needs PostgreSQL, see README)
+test: setup  ## SQLMesh unit tests, the linter, then pytest (needs PostgreSQL: README, Quick start)
 	sqlmesh test
 	sqlmesh lint
 	pytest
@@ -46,7 +46,7 @@ docs: setup  ## rewrite docs/marts.md and docs/lineage.md from the models (a tes
 	meshctl project-docs
 
 .PHONY: bench
-bench: setup  ## cost of the daily job's ticks at 365 and 90 days of events on `local` (README "Benchmark")
+bench: setup  ## cost of the daily job's ticks at 365 and 90 days of events on `local` (docs/benchmark.md)
 	python bench/benchmark.py $(BENCH_ARGS)
 
 # The service in containers (Docker Compose), profile `local`: ui (:8000 on loopback), scheduler,

@@ -180,9 +180,9 @@ def report(figures: dict) -> None:
 
 
 def phase_generate(data_dir: str, params) -> dict:
-    from meshctl import raw_warehouse
-    from meshctl.demo_data import EVENTS, generate
-    from meshctl.raw_schema import raw_tables
+    from meshctl.demo.generator import EVENTS, generate
+    from meshctl.raw import warehouse as raw_warehouse
+    from meshctl.raw.schema import raw_tables
 
     settings = settings_for(data_dir)
     with raw_warehouse.open_warehouse(settings, "local") as adapter:
@@ -194,7 +194,7 @@ def phase_generate(data_dir: str, params) -> dict:
 
 
 def phase_build(data_dir: str, execution_time: datetime) -> dict:
-    from meshctl.gateways import open_context
+    from meshctl.project.gateways import open_context
 
     began = time.monotonic()
     with open_context(settings_for(data_dir), "local") as context:
@@ -216,7 +216,7 @@ def phase_build(data_dir: str, execution_time: datetime) -> dict:
 
 def phase_ticks(data_dir: str, ticks: list[datetime], new_event_ids: int) -> list[dict]:
     """`run` prod at each tick; FCT_EVENTS should gain `new_event_ids` rows over them."""
-    from meshctl.gateways import open_context
+    from meshctl.project.gateways import open_context
 
     began = time.monotonic()
     results = []
@@ -248,9 +248,9 @@ def phase_ticks(data_dir: str, ticks: list[datetime], new_event_ids: int) -> lis
 
 
 def phase_append_day(data_dir: str, seed: int, events_per_day: int) -> dict:
-    from meshctl import raw_warehouse
-    from meshctl.demo_data import append_day
-    from meshctl.raw_schema import raw_tables
+    from meshctl.demo.generator import append_day
+    from meshctl.raw import warehouse as raw_warehouse
+    from meshctl.raw.schema import raw_tables
 
     settings = settings_for(data_dir)
     with raw_warehouse.open_warehouse(settings, "local") as adapter:
@@ -269,8 +269,8 @@ def phase_append_day(data_dir: str, seed: int, events_per_day: int) -> dict:
 def phase_append_hour(data_dir: str, seed: int, events_per_day: int) -> dict:
     from raw_hour import append_hour
 
-    from meshctl import raw_warehouse
-    from meshctl.raw_schema import raw_tables
+    from meshctl.raw import warehouse as raw_warehouse
+    from meshctl.raw.schema import raw_tables
 
     settings = settings_for(data_dir)
     with raw_warehouse.open_warehouse(settings, "local") as adapter:
@@ -301,7 +301,7 @@ def in_child(phase, *args):
 
 
 def bench_scale(args, days: int, root: Path) -> dict:
-    from meshctl.demo_data import DemoParams
+    from meshctl.demo.generator import DemoParams
 
     params = DemoParams(organizations=args.organizations, users=args.users, days=days,
                         events_per_day=args.events_per_day, seed=args.seed, end_date=args.end_date)

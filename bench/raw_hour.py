@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 from sqlmesh.core.engine_adapter import EngineAdapter
 
-from meshctl import demo_app, raw_warehouse
-from meshctl.demo_app import DAY, HOUR, NULL_TS, US
-from meshctl.demo_data import EVENTS, ORGS, USERS, _us, read_organizations, read_users
-from meshctl.raw_schema import RawTable
+from meshctl.demo import app as demo_app
+from meshctl.demo.app import DAY, HOUR, NULL_TS, US
+from meshctl.demo.generator import EVENTS, ORGS, USERS, _us, read_organizations, read_users
+from meshctl.raw import warehouse as raw_warehouse
+from meshctl.raw.schema import RawTable
 
 STREAM_HOUR = 101  # a random stream of its own: the daily streams stay as `append_day` uses them
 

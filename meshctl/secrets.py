@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from meshctl.errors import ExpectedFailure
 from meshctl.settings import Settings
 
-# The keys each JSON secret may hold, mapped to Settings fields. Documented in the README.
+# The keys each JSON secret may hold, mapped to Settings fields. Documented in docs/deployment.md.
 SNOWFLAKE_SECRET_KEYS = {
     "account": "snowflake_account",
     "user": "snowflake_user",
@@ -157,6 +157,8 @@ def connection_env(settings: Settings) -> dict[str, str]:
         "STATE_SCHEMA": settings.state_schema,
         "SNOWFLAKE_DATABASE": settings.snowflake_database,
         "LOCAL_DATA_DIR": str(settings.resolve(settings.local_data_dir)),
+        # The session QUERY_TAG (config.yaml) and the models' tags (macros/query_tag.py) name it.
+        "DEPLOY_ENV": settings.deploy_env,
     }
     if settings.state_db_password:
         env["STATE_DB_PASSWORD"] = settings.state_db_password.get_secret_value()

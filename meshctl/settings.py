@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     # --- local (DuckDB) warehouse ----------------------------------------------------------
     local_data_dir: Path = Field(Path("data/local"), alias="LOCAL_DATA_DIR")
 
-    # --- demo RAW data (issue 2; meshctl/demo_data.py): defaults of `meshctl demo-data` ------
+    # --- demo RAW data (issue 2; meshctl/demo/generator.py): defaults of `meshctl demo-data` ------
     # Small enough for a laptop build in seconds; the benchmark passes larger values.
     demo_organizations: int = Field(60, alias="DEMO_ORGANIZATIONS")
     demo_users: int = Field(600, alias="DEMO_USERS")
@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     state_schema: str = Field("sqlmesh", alias="STATE_SCHEMA")
 
     # --- secrets ---------------------------------------------------------------------------
-    # `aws`: fill credentials from Secrets Manager (JSON secrets, keys in the README); explicitly
+    # `aws`: fill credentials from Secrets Manager (JSON secrets, keys in docs/deployment.md); explicitly
     # set environment variables still win. `env`: environment only.
     secrets_backend: Literal["env", "aws"] = Field("env", alias="MESHCTL_SECRETS")
     snowflake_secret_name: str = Field("snowflake-warehouse", alias="SNOWFLAKE_SECRET_NAME")
@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     artifacts_bucket: str | None = Field(None, alias="ARTIFACTS_BUCKET")
     artifacts_prefix: str = Field("sqlmesh", alias="ARTIFACTS_PREFIX")
 
-    # --- artifacts in S3 (issue 5; meshctl/artifacts.py, s3.py, state_backup.py, run_records.py)
+    # --- artifacts in S3 (issue 5; meshctl/artifacts/bundles.py, s3.py, state_backup.py, run_records.py)
     # Every put is encrypted: SSE-KMS with this key when set, else SSE-S3 (AES256).
     artifacts_kms_key_id: str | None = Field(None, alias="ARTIFACTS_KMS_KEY_ID")
     # botocore's retry modes (no hand-written loops): retries after the first try, which is
@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     # The scheduler's backup runs in a child process, killed past this limit.
     state_backup_time_limit_seconds: float = Field(900, gt=0, alias="MESHCTL_STATE_BACKUP_TIME_LIMIT_SECONDS")
 
-    # --- service: UI and scheduler (issue 4; meshctl/ui.py, scheduler.py, ...) -------------
+    # --- service: UI and scheduler (issue 4; meshctl/service/ui.py, scheduler.py, ...) -------------
     # Scheduler: croniter expression (UTC; a 6th field is seconds), per-run time limit, retries
     # of transient failures (exponential backoff from `initial` up to `max` seconds between tries).
     schedule_cron: str = Field("*/15 * * * *", alias="MESHCTL_SCHEDULE_CRON")

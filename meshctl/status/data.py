@@ -72,7 +72,7 @@ class CostCache:
         return report
 
     def _refresh(self, settings: Settings, key: tuple) -> None:
-        from meshctl import cost
+        from meshctl.status import cost
 
         try:
             report = cost.gather(settings)
@@ -117,7 +117,7 @@ def run_summary(run: dict, details: dict | None = None, cost_line=None) -> dict:
 
 
 def lock_holder(settings: Settings) -> tuple[str | None, str | None]:
-    from meshctl import locks
+    from meshctl.service import run_lock as locks
 
     try:
         holder = locks.current_holder(settings)
@@ -134,7 +134,7 @@ def next_tick(settings: Settings, now: datetime) -> str | None:
 
 
 def freshness_section(settings: Settings, store: Store, now: datetime, run_in_flight: bool) -> dict:
-    from meshctl import alerts
+    from meshctl.service import alerts
     from meshctl.status import freshness
 
     document, updated = store.fact("freshness")
@@ -331,7 +331,7 @@ def _local_log(settings: Settings, run_id: str) -> tuple[str | None, str | None]
         return None, "no log recorded for this run"
     directory = settings.resolve(settings.run_log_dir)
     for path in sorted(Path(directory).glob(f"*-{run_id}.log")) if Path(directory).is_dir() else []:
-        from meshctl import run_details
+        from meshctl.service import run_details
 
         text, size, truncated = run_details.read_log(settings, path)
         return text, f"from {path}" + (" (tail)" if truncated else "")

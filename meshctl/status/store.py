@@ -18,8 +18,8 @@ from datetime import datetime
 
 from psycopg2 import errors, sql
 
+from meshctl.service.state_db import connect_state_db
 from meshctl.settings import Settings
-from meshctl.wait import connect_state_db
 
 # Serializes this module's DDL between processes (run_history uses ...002; the lock ...001).
 _DDL_LOCK_KEY = 7_311_203_145_002_012

@@ -12,12 +12,15 @@ the single-page app's index) gets a "Service status" link to /status.
 
 from __future__ import annotations
 
+import html
+
 import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+import psycopg2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -65,7 +68,24 @@ class StatusApp:
             Route("/status/metrics", self.metrics),
             Route("/status/runs/{run_id}.json", self.run_json),
             Route("/status/runs/{run_id}", self.run),
-        ])
+        ], exception_handlers={psycopg2.OperationalError: self.no_state_db})
+
+    def no_state_db(self, request: Request, exc: Exception) -> Response:
+        """Run history lives in the state database: without it the page says so in one line
+        (503, so a monitor sees the outage), never a traceback."""
+        from meshctl.service.state_db import refusal, state_db_target
+
+        reason = refusal(self.settings, exc) or (
+            f"state database {state_db_target(self.settings)} did not answer: "
+            f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}"
+        )
+        line = f"The status page reads run history from the state database. {reason}"
+        if request.url.path.endswith(".json"):
+            return JSONResponse({"detail": line}, status_code=503)
+        if request.url.path.endswith("/metrics"):
+            return PlainTextResponse(line + "\n", status_code=503)
+        return HTMLResponse(f"<!doctype html><title>Service status</title><p>{html.escape(line)}</p>",
+                            status_code=503)
 
     # Plain functions: Starlette runs them in its thread pool (they wait on PostgreSQL).
     def page(self, request: Request) -> Response:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from meshctl import raw_warehouse
-from meshctl.raw_schema import raw_tables
+from meshctl.raw import warehouse as raw_warehouse
+from meshctl.raw.schema import raw_tables
 from meshctl.settings import Settings
 
 

@@ -33,11 +33,12 @@ import uuid
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 
-from meshctl import raw_warehouse
-from meshctl.demo_data import stripe_table, write_stripe
-from meshctl.raw_schema import RawTable
-from meshctl.raw_values import text_frame
 from oracle import CUSTOMERS, EVENTS, INVOICES, ORGS, SUBSCRIPTIONS, USERS
+
+from meshctl.demo.generator import stripe_table, write_stripe
+from meshctl.raw import warehouse as raw_warehouse
+from meshctl.raw.schema import RawTable
+from meshctl.raw.values import text_frame
 
 STRIPE_TABLES = {CUSTOMERS: "STRIPE_CUSTOMERS", SUBSCRIPTIONS: "STRIPE_SUBSCRIPTIONS",
                  INVOICES: "STRIPE_INVOICES"}

@@ -10,7 +10,7 @@ def deny_missing_keys(monkeypatch) -> None:
     what S3 answers a caller without s3:ListBucket on the whole bucket, such as the server's role
     (deploy/server.yaml lists only under the prefixes it reads). moto, which checks no IAM here,
     answers 404; the client rewrites that answer before botocore raises it."""
-    from meshctl import s3
+    from meshctl.artifacts import s3
 
     real = s3.make_client
 

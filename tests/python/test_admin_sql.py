@@ -166,7 +166,7 @@ def test_cost_reads_only_the_service_users_own_query_history_through_a_view():
     assert "FROM SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY WHERE USER_NAME = 'SQLMESH'" in view
     assert "QUERY_TEXT" not in view
     for column in ("QUERY_TAG", "START_TIME", "EXECUTION_TIME", "WAREHOUSE_SIZE", "CREDITS_USED_CLOUD_SERVICES"):
-        assert column in view  # what meshctl/cost.py reads
+        assert column in view  # what meshctl/status/cost.py reads
     assert f"GRANT SELECT ON VIEW {view_name} TO ROLE SQLMESH_ROLE" in to_service
     # The view's owner holds the database role and is granted to no user.
     assert "GRANT DATABASE ROLE SNOWFLAKE.GOVERNANCE_VIEWER TO ROLE SQLMESH_USAGE_OWNER" in statements

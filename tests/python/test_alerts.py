@@ -14,8 +14,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import SecretStr
 
-from meshctl import alerts
-from meshctl.run_history import RunHistory, RunRecord
+from meshctl.service import alerts
+from meshctl.service.run_history import RunHistory, RunRecord
 from meshctl.settings import Settings
 from meshctl.status.freshness import Verdict
 from meshctl.status.store import Store

@@ -7,13 +7,15 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
+import pytest
 
-from meshctl import raw_warehouse
-from meshctl.demo_data import DemoParams, append_day, generate
-from meshctl.gateways import open_context
-from meshctl.raw_schema import raw_tables
 from project_files import project_module
 from raw_helpers import fetch, isolated_settings
+
+from meshctl.demo.generator import DemoParams, append_day, generate
+from meshctl.project.gateways import open_context
+from meshctl.raw import warehouse as raw_warehouse
+from meshctl.raw.schema import raw_tables
 
 UTC = timezone.utc
 
@@ -121,8 +123,11 @@ def test_a_tick_with_nothing_new_sends_only_the_probes(tmp_path, monkeypatch):
         # The 00:00 batch was read by the 00:30 build, whose overlap reaches back to 00:15: from
         # the next tick on, nothing is new (staging events' lookback included).
         evaluated.clear()
-        sent = _statements(monkeypatch)
-        assert context.run(execution_time=datetime(2026, 3, 11, 0, 45)).is_success
+        # Its own monkeypatch: undoing the test's would also undo MODEL_START, and the context's
+        # exit would then put it back for every later test.
+        with pytest.MonkeyPatch.context() as recording:
+            sent = _statements(recording)
+            assert context.run(execution_time=datetime(2026, 3, 11, 0, 45)).is_success
         assert evaluated == [], f"a tick with nothing new evaluated {evaluated}"
         # On `local` SQLMesh keeps its state in the same DuckDB file (schema "sqlmesh"); in
         # production that is PostgreSQL, so those statements never reach the warehouse.
@@ -133,8 +138,6 @@ def test_a_tick_with_nothing_new_sends_only_the_probes(tmp_path, monkeypatch):
         data = [s for s in warehouse if s not in probes and s not in catalog]
         assert len(probes) == 6, probes
         assert data == [], f"statements beyond the watermark probes: {data}"
-        monkeypatch.undo()  # the evaluator and the adapter as they were
-        monkeypatch.setattr(SnapshotEvaluator, "evaluate", counting)
 
     # One batch lands (the next day, stamped 03-12 00:00): the tick after it does the work.
     with raw_warehouse.open_warehouse(settings) as adapter:

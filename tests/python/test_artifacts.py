@@ -22,12 +22,14 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
-from meshctl import artifacts
-from meshctl.artifacts import BundleError, MANIFEST_NAME
-from meshctl.s3 import ArtifactsError, Bucket, SecretInUpload
-from meshctl.settings import PROJECT_DIR, Settings
 from s3_helpers import atomic_conditional_writes, deny_missing_keys
+
+from meshctl.artifacts import bundles as artifacts
+from meshctl.artifacts.bundles import MANIFEST_NAME, BundleError
+from meshctl.artifacts.s3 import ArtifactsError, Bucket, SecretInUpload
+from meshctl.artifacts.docs import publish_docs
+from meshctl.cli.artifacts import artifacts_group
+from meshctl.settings import PROJECT_DIR, Settings
 
 SNOWFLAKE_PASSWORD = "sf-Pa55-word-91c7e2"
 STATE_DB_PASSWORD = "state-db-pw-4d2a8f"
@@ -404,7 +406,7 @@ def test_pull_with_nothing_pushed_says_so(settings, tmp_path):
 def test_nothing_secret_is_uploaded_and_every_object_is_encrypted(settings, s3, artifacts_bucket, tmp_path):
     artifacts.push(settings, version="v1")
     artifacts.pull(settings, "v1", tmp_path / "deployed")
-    artifacts.publish_docs(settings, version="v1")
+    publish_docs(settings, version="v1")
 
     objects = all_objects(s3, artifacts_bucket)
     assert len(objects) == 5
@@ -440,7 +442,7 @@ def test_a_private_key_in_a_file_named_for_nothing_stops_the_push(project, artif
     settings = Settings(_env_file=None, project_dir=project, gateway="local")
     write(project / "macros" / "dev_notes.txt", f"keys for the demo account, do not commit\n{PEM}")
 
-    result = CliRunner().invoke(artifacts.artifacts_group, ["push", "--version", "v1"], obj=settings)
+    result = CliRunner().invoke(artifacts_group, ["push", "--version", "v1"], obj=settings)
 
     assert result.exit_code == 1
     assert result.output.count("\n") == 1  # one line, no traceback
@@ -576,7 +578,7 @@ def test_ensure_project_pulls_once_then_follows_latest(settings, project, tmp_pa
 
     # S3 unreachable (here: the bucket is gone): the intact bundle in place is used, with a warning.
     broken = bundled.model_copy(update={"artifacts_bucket": "no-such-bucket-here"})
-    with caplog.at_level(logging.WARNING, logger="meshctl.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="meshctl.artifacts.bundles"):
         assert artifacts.ensure_project(broken) == tmp_path / "bundle"
     event = caplog.records[-1]  # the fields are the record's, not JSON inside its message
     assert (event.event, event.using) == ("bundle_pull_failed", "v2")
@@ -591,7 +593,7 @@ def test_ensure_project_pulls_once_then_follows_latest(settings, project, tmp_pa
 
 
 def test_docs_render_the_dag_and_upload_html(settings, s3, artifacts_bucket):
-    result = artifacts.publish_docs(settings, version="d1")
+    result = publish_docs(settings, version="d1")
 
     assert result.index_url == f"s3://{artifacts_bucket}/sqlmesh/docs/index.html"
     for key in ("sqlmesh/docs/index.html", "sqlmesh/docs/d1/index.html"):
@@ -604,17 +606,17 @@ def test_docs_render_the_dag_and_upload_html(settings, s3, artifacts_bucket):
 
 def test_cli_push_list_pull(settings, tmp_path):
     runner = CliRunner()
-    pushed = runner.invoke(artifacts.artifacts_group, ["push", "--version", "cli1"], obj=settings)
+    pushed = runner.invoke(artifacts_group, ["push", "--version", "cli1"], obj=settings)
     assert pushed.exit_code == 0, pushed.output
     assert "pushed bundle cli1: 7 files" in pushed.output and "latest -> cli1" in pushed.output
 
-    listed = runner.invoke(artifacts.artifacts_group, ["list"], obj=settings)
+    listed = runner.invoke(artifacts_group, ["list"], obj=settings)
     assert "* cli1" in listed.output
 
     dest = tmp_path / "deployed"
-    pulled = runner.invoke(artifacts.artifacts_group, ["pull", "--dest", str(dest)], obj=settings)
+    pulled = runner.invoke(artifacts_group, ["pull", "--dest", str(dest)], obj=settings)
     assert pulled.exit_code == 0, pulled.output
     assert f"pulled bundle cli1: 7 files verified -> {dest}" in pulled.output
 
-    missing = runner.invoke(artifacts.artifacts_group, ["pull", "nope", "--dest", str(dest)], obj=settings)
+    missing = runner.invoke(artifacts_group, ["pull", "nope", "--dest", str(dest)], obj=settings)
     assert missing.exit_code == 1 and "bundle nope does not exist" in missing.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from meshctl.auth_proxy import BasicAuthMiddleware
+from meshctl.service.basic_auth import BasicAuthMiddleware
 
 
 async def _never_called(scope, receive, send):  # the UI behind the middleware

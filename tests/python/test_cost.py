@@ -12,8 +12,9 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from meshctl import query_tags
 from service_helpers import history_rows
+
+from meshctl.project import query_tags
 
 REPO = Path(__file__).resolve().parents[2]
 UTC = timezone.utc

@@ -4,10 +4,10 @@ mount point, which cannot be removed), and `--if-missing` keeps a warehouse a de
 from __future__ import annotations
 
 from click.testing import CliRunner
-
-from meshctl.demo import COMPLETE_MARKER, demo_command, is_complete, reset_warehouse
-
 from raw_helpers import isolated_settings
+
+from meshctl.cli.data import demo_command
+from meshctl.demo.build import COMPLETE_MARKER, is_complete, reset_warehouse
 
 
 def test_reset_removes_the_warehouse_files_and_keeps_the_directory_and_other_files(tmp_path):

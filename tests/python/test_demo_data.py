@@ -8,11 +8,11 @@ import shutil
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-
-from meshctl import raw_warehouse
-from meshctl.demo_data import DemoParams, generate
-from meshctl.raw_schema import raw_tables
 from raw_helpers import fetch, invoke, isolated_settings, read_raw
+
+from meshctl.demo.generator import DemoParams, generate
+from meshctl.raw import warehouse as raw_warehouse
+from meshctl.raw.schema import raw_tables
 
 END = date(2026, 3, 10)
 SMALL = DemoParams(organizations=30, users=250, days=10, events_per_day=150, seed=11, end_date=END)

@@ -10,9 +10,10 @@ import sys
 import boto3
 import pytest
 
-from meshctl import doctor, raw_warehouse
-from meshctl.gateways import open_context
-from meshctl.raw_schema import raw_tables
+from meshctl.project.gateways import open_context
+from meshctl.raw import warehouse as raw_warehouse
+from meshctl.raw.schema import raw_tables
+from meshctl.service import doctor
 from meshctl.settings import PROJECT_DIR, Settings
 
 BUCKET = "doctor-artifacts"

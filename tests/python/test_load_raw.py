@@ -7,12 +7,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from meshctl import raw_load, raw_warehouse
-from meshctl.airbyte_records import convert
-from meshctl.demo_data import DemoParams, generate
-from meshctl.raw_schema import raw_tables
-from meshctl.settings import PROJECT_DIR
 from raw_helpers import dump_snapshot, fetch, invoke, isolated_settings, read_raw
+
+from meshctl.demo.generator import DemoParams, generate
+from meshctl.raw import loader as raw_load
+from meshctl.raw import warehouse as raw_warehouse
+from meshctl.raw.airbyte_records import convert
+from meshctl.raw.schema import raw_tables
+from meshctl.settings import PROJECT_DIR
 
 EVENTS = "GOODWORD_WH.RAW.EVENTS"
 CUSTOMERS = "AIRBYTE_DB.RAW.STRIPE_CUSTOMERS"
@@ -222,8 +224,8 @@ def test_real_airbyte_stripe_records_load(settings, tmp_path):
     assert len({c["ID"] for c in raw[CUSTOMERS]}) == 1307
 
 
-def test_the_readme_example_loads(settings, tmp_path):
-    readme = (settings.project_dir / "README.md").read_text()
+def test_the_documented_example_loads(settings, tmp_path):
+    readme = (settings.project_dir / "docs" / "raw-files.md").read_text()
     section = readme.split("## RAW snapshot files", 1)[1]
     example = section.split("```json\n", 1)[1].split("```", 1)[0].splitlines()
     snap = tmp_path / "snap"

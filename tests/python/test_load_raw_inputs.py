@@ -1,5 +1,5 @@
-"""`meshctl load-raw` on malformed and edge-case input: the rules of the README's section "RAW
-snapshot files", one class of input per test.
+"""`meshctl load-raw` on malformed and edge-case input: the rules of docs/raw-files.md, one
+class of input per test.
 
 A refused snapshot must end in exactly the `file:line: reason` lines asserted here and leave RAW
 as it was (no landing table either); an accepted edge case must land exactly the values asserted.
@@ -14,9 +14,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from meshctl import raw_load, raw_warehouse
-from meshctl.raw_schema import raw_tables
 from raw_helpers import fetch, invoke, isolated_settings, read_raw
+
+from meshctl.raw import loader as raw_load
+from meshctl.raw import warehouse as raw_warehouse
+from meshctl.raw.schema import raw_tables
 
 EVENTS = "GOODWORD_WH.RAW.EVENTS"
 CUSTOMERS = "AIRBYTE_DB.RAW.STRIPE_CUSTOMERS"

@@ -15,7 +15,7 @@ def _emit(settings, capsys) -> list[str]:
     configure_logging(settings)
     log = logging.getLogger("meshctl.test")
     log.info("bundle %s pulled", "v3", extra={"event": "bundle_pulled", "version": "v3", "files": 12})
-    log.warning("refused %s", "/api\n2026-12-01 00:00:00 INFO meshctl.ui: forged")
+    log.warning("refused %s", "/api\n2026-12-01 00:00:00 INFO meshctl.service.ui: forged")
     try:
         raise ValueError("boom")
     except ValueError:
@@ -33,7 +33,7 @@ def test_json_events_carry_their_fields_at_the_top_level(capsys):
     assert pulled["message"] == "bundle v3 pulled" and pulled["level"] == "INFO"
     assert pulled["logger"] == "meshctl.test" and pulled["ts"].endswith("+00:00")
     # The line break stays inside the event's string: no second line, nothing forged.
-    assert refused["message"] == "refused /api\n2026-12-01 00:00:00 INFO meshctl.ui: forged"
+    assert refused["message"] == "refused /api\n2026-12-01 00:00:00 INFO meshctl.service.ui: forged"
     assert "ValueError: boom" in failed["exc"]
     assert access["logger"] == "uvicorn.access", "the UI's access log is in the same stream and format"
 
@@ -41,6 +41,6 @@ def test_json_events_carry_their_fields_at_the_top_level(capsys):
 def test_text_lines_cannot_be_forged_and_show_the_fields(capsys):
     lines = _emit(Settings(_env_file=None, log_format="text"), capsys)
     assert "bundle v3 pulled event='bundle_pulled' version='v3' files=12" in lines[0]
-    assert lines[1].endswith("refused /api\\n2026-12-01 00:00:00 INFO meshctl.ui: forged")
+    assert lines[1].endswith("refused /api\\n2026-12-01 00:00:00 INFO meshctl.service.ui: forged")
     assert not any(line.startswith("2026-12-01 00:00:00") for line in lines)
     assert any("ValueError: boom" in line for line in lines)  # the traceback follows its event

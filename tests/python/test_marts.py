@@ -13,19 +13,19 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-import pytest
-
 import mart_checks
 import oracle
-from meshctl import raw_warehouse
-from meshctl.airbyte_records import convert
-from meshctl.demo_data import DemoParams, append_day, generate
-from meshctl.gateways import open_context
-from meshctl.raw_load import load_raw
-from meshctl.raw_schema import raw_tables
-from meshctl.settings import PROJECT_DIR
+import pytest
 from mart_checks import differences
 from raw_helpers import fetch, isolated_settings, read_raw
+
+from meshctl.demo.generator import DemoParams, append_day, generate
+from meshctl.project.gateways import open_context
+from meshctl.raw import warehouse as raw_warehouse
+from meshctl.raw.airbyte_records import convert
+from meshctl.raw.loader import load_raw
+from meshctl.raw.schema import raw_tables
+from meshctl.settings import PROJECT_DIR
 
 END = date(2026, 3, 10)
 PARAMS = DemoParams(organizations=40, users=300, days=21, events_per_day=250, seed=7, end_date=END)

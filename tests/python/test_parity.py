@@ -8,14 +8,14 @@ import json
 from datetime import date, datetime
 from decimal import Decimal
 
-import pytest
-
 import oracle
-from meshctl import raw_warehouse
-from meshctl.demo_data import DemoParams, append_day, generate
-from meshctl.gateways import open_context
-from meshctl.raw_schema import raw_tables
+import pytest
 from raw_helpers import fetch, isolated_settings, read_raw
+
+from meshctl.demo.generator import DemoParams, append_day, generate
+from meshctl.project.gateways import open_context
+from meshctl.raw import warehouse as raw_warehouse
+from meshctl.raw.schema import raw_tables
 
 END = date(2026, 3, 10)
 PARAMS = DemoParams(organizations=30, users=200, days=14, events_per_day=150, seed=11, end_date=END)

@@ -1,11 +1,11 @@
-"""docs/marts.md and docs/lineage.md are what the models say now: regenerated here and compared
+"""docs/marts.md, docs/lineage.md and docs/architecture.md are what the code says now: regenerated here and compared
 with the committed files (`make docs` rewrites them after a model change)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from meshctl.project_docs import write_docs
+from meshctl.project.docs import write_docs
 from meshctl.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,3 +24,5 @@ def test_committed_model_docs_are_current(tmp_path):
     lineage = (tmp_path / "docs" / "lineage.md").read_text()
     assert "goodword_wh_raw_events --> goodword_wh_staging_stg_goodword_app__events" in lineage
     assert "goodword_wh_intermediate_int_active_users_daily --> goodword_wh_marts_metrics_daily" in lineage
+    architecture = (tmp_path / "docs" / "architecture.md").read_text()
+    assert "  cli --> service\n" in architecture and "  core --> cli\n" not in architecture

@@ -29,17 +29,17 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from unittest import mock
 
+import mart_checks
+import oracle
 import pytest
+import replay_sim
+from raw_helpers import isolated_settings
 from sqlmesh.core import constants as sqlmesh_constants
 from sqlmesh.core.scheduler import Scheduler
 
-import mart_checks
-import oracle
-import replay_sim
-from meshctl import raw_warehouse
-from meshctl.gateways import open_context
-from meshctl.raw_schema import raw_tables
-from raw_helpers import isolated_settings
+from meshctl.project.gateways import open_context
+from meshctl.raw import warehouse as raw_warehouse
+from meshctl.raw.schema import raw_tables
 
 T0 = datetime(2026, 3, 13, 0, 30)
 # Simulated days of ticks (96 runs a day). The defaults are the replay's specification; the

@@ -11,8 +11,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from meshctl.run_records import upload_run_record
-from meshctl.s3 import Bucket
+from meshctl.artifacts.run_records import upload_run_record
+from meshctl.artifacts.s3 import Bucket
 from meshctl.settings import Settings
 
 STATE_DB_PASSWORD = "state-db-pw-4d2a8f"
@@ -68,7 +68,7 @@ def test_a_credential_in_the_log_stops_both_uploads_and_says_where(settings, s3,
     nor the record goes up."""
     token = f"xoxb-{uuid.uuid4().int % 10**12}-{uuid.uuid4().hex}"
     run_log.write_text(run_log.read_text() + f"notify: posting with {token}\n")
-    with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
+    with caplog.at_level(logging.WARNING, logger="meshctl.artifacts.run_records"):
         assert upload_run_record(settings, RECORD, run_log) is False
     error = caplog.records[-1].error
     assert error.startswith(f"refusing to upload s3://{artifacts_bucket}/{BASE}.log: line 4: Slack Token")
@@ -76,7 +76,7 @@ def test_a_credential_in_the_log_stops_both_uploads_and_says_where(settings, s3,
     assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
 
     record = dict(RECORD, error=f"boto3: bad key AKIA{'Q7' * 8}")  # in the record: the log waits too
-    with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
+    with caplog.at_level(logging.WARNING, logger="meshctl.artifacts.run_records"):
         assert upload_run_record(settings, record, run_log.with_name("clean.log")) is False
     assert f"{BASE}.json: line " in caplog.records[-1].getMessage() and "AWS Access Key" in caplog.text
     assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
@@ -106,7 +106,7 @@ def test_a_missing_bucket_returns_false_and_logs_a_structured_warning(aws_env, m
     monkeypatch.setenv("ARTIFACTS_BUCKET", "no-such-bucket-for-runs")
     monkeypatch.setenv("STATE_DB_PASSWORD", STATE_DB_PASSWORD)  # masked, so only the bucket fails
     settings = Settings(_env_file=None)
-    with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
+    with caplog.at_level(logging.WARNING, logger="meshctl.artifacts.run_records"):
         assert upload_run_record(settings, RECORD, run_log) is False
     event = vars(caplog.records[-1])  # the fields are the record's, not JSON inside its message
     assert event["event"] == "run_record_upload_failed"
@@ -122,14 +122,14 @@ def test_a_missing_bucket_returns_false_and_logs_a_structured_warning(aws_env, m
     ],
 )
 def test_bad_input_returns_false(settings, tmp_path, caplog, record, log_name, reason):
-    with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
+    with caplog.at_level(logging.WARNING, logger="meshctl.artifacts.run_records"):
         assert upload_run_record(settings, record, tmp_path / log_name if log_name else None) is False
     assert reason in caplog.records[-1].error
 
 
 def test_no_bucket_configured_returns_false(aws_env, monkeypatch, caplog):
     monkeypatch.delenv("ARTIFACTS_BUCKET", raising=False)
-    with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
+    with caplog.at_level(logging.WARNING, logger="meshctl.artifacts.run_records"):
         assert upload_run_record(Settings(_env_file=None), RECORD, None) is False
     assert "ARTIFACTS_BUCKET is not set" in caplog.text
 
@@ -167,7 +167,7 @@ def test_transient_errors_are_retried_by_botocore(settings, s3, artifacts_bucket
 def test_retries_are_bounded_by_the_setting(settings, caplog):
     bucket = Bucket(settings.model_copy(update={"artifacts_max_retries": 1}))
     seen = _inject_503s(bucket, 5)
-    with caplog.at_level(logging.WARNING, logger="meshctl.run_records"):
+    with caplog.at_level(logging.WARNING, logger="meshctl.artifacts.run_records"):
         assert upload_run_record(settings, RECORD, None, bucket=bucket) is False
     assert len(seen) == 2
     assert "SlowDown" in caplog.records[-1].error

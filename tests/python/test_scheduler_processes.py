@@ -13,11 +13,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, time as dtime
+from datetime import datetime
+from datetime import time as dtime
 from pathlib import Path
 
 import pytest
-
 from service_helpers import (
     DAYS,
     day,
@@ -325,7 +325,7 @@ def test_newest_day_waits_for_its_source_then_the_next_tick_builds_it(project, e
 
 
 def test_sigterm_during_a_run_lets_it_finish_releases_the_lock_and_exits_0(project, env, pg_server, pg_database, tmp_path):
-    from meshctl.locks import RunLock
+    from meshctl.service.run_lock import RunLock
     from meshctl.settings import Settings
 
     plan_prod(env)

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from meshctl import heartbeat
-from meshctl.locks import RunLock
-from meshctl.run_history import RunHistory
-from meshctl.scheduler import PERMANENT, TRANSIENT, Attempt, Scheduler, classify, describe_exception
+from meshctl.service import heartbeat
+from meshctl.service.attempts import Attempt
+from meshctl.service.failures import PERMANENT, TRANSIENT, classify, describe_exception
+from meshctl.service.run_history import RunHistory
+from meshctl.service.run_lock import RunLock
+from meshctl.service.scheduler import Scheduler
+from meshctl.service.state_db import connect_state_db
 from meshctl.settings import Settings
-from meshctl.wait import connect_state_db
 
 
 @pytest.fixture
@@ -60,7 +62,7 @@ class ScriptedRunner:
         self.attempts = list(attempts)
         self.calls = 0
 
-    def __call__(self, settings, *, deadline, stop, tick, log_path, lock=None):
+    def __call__(self, settings, *, deadline, stop, tick, log_path, lock=None, run_id=None):
         self.calls += 1
         tick()
         return self.attempts.pop(0)
@@ -169,7 +171,7 @@ def test_a_manual_run_waits_for_the_lock_bounded_and_runs_once_it_is_free(settin
     assert other.try_acquire()
     threading.Timer(2.0, other.release).start()
     started = time.monotonic()
-    with caplog.at_level("INFO", logger="meshctl.scheduler"):
+    with caplog.at_level("INFO", logger="meshctl.service.scheduler"):
         record = Scheduler(settings, runner=ScriptedRunner(Attempt("success"))).run_once()
     assert record.status == "success"
     assert 1.5 < time.monotonic() - started < 15
@@ -250,7 +252,7 @@ def test_a_holder_that_cannot_renew_is_told_before_its_lease_can_expire(settings
 def test_a_cron_tick_runs_once_and_dead_runs_are_marked_abandoned(settings):
     from datetime import datetime, timezone
 
-    from meshctl.run_history import RunRecord
+    from meshctl.service.run_history import RunRecord
 
     history = RunHistory(settings)
     history.ensure()
@@ -306,7 +308,7 @@ def test_runs_command_lists_recent_runs(settings, pg_server, pg_database):
 
 
 def test_notifications_are_built_from_settings(settings):
-    from meshctl import notify
+    from meshctl.service import notify
 
     assert notify.targets(settings) == []
     configured = settings.model_copy(
@@ -331,7 +333,7 @@ def test_a_child_killed_after_writing_its_result_is_a_timeout(settings, tmp_path
     import subprocess
     import sys
 
-    from meshctl import scheduler
+    from meshctl.service import scheduler
 
     real_popen = subprocess.Popen
 
@@ -368,7 +370,7 @@ def test_a_hung_state_backup_is_killed_at_its_time_limit_and_the_scheduler_goes_
     from datetime import datetime, timezone
 
     started = time.monotonic()
-    with caplog.at_level("INFO", logger="meshctl.scheduler"):
+    with caplog.at_level("INFO", logger="meshctl.service.scheduler"):
         next_due = scheduler._backup(datetime.now(timezone.utc))
     elapsed = time.monotonic() - started
     blackhole.close()

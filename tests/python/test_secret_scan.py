@@ -1,4 +1,4 @@
-"""The upload scan (meshctl/secret_scan.py) on its own: credentials found by their shape in files
+"""The upload scan (meshctl/artifacts/secret_scan.py) on its own: credentials found by their shape in files
 named for nothing, the secret values this process holds in any layout, the allowlist comment,
 archives member by member; and the real project's bundle passes, cheaply."""
 
@@ -10,14 +10,14 @@ import secrets as random
 import string
 import tarfile
 import time
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from meshctl import artifacts, secret_scan
-from meshctl.secret_scan import known_secrets, scan_bytes, scan_file
+from meshctl.artifacts import bundles as artifacts
+from meshctl.artifacts import secret_scan
+from meshctl.artifacts.secret_scan import known_secrets, scan_bytes, scan_file
 from meshctl.settings import PROJECT_DIR, Settings
 
 PASSPHRASE = "pass-phrase-7f3e1a"
@@ -50,7 +50,7 @@ def _alnum(n: int) -> str:
 # Made at random on each run: the shapes of real credentials, never real ones.
 CREDENTIALS = {
     "PKCS#8 private key": (PEM, "Private Key"),
-    "encrypted PKCS#8 key (the README's openssl pkcs8 -v2)": (ENCRYPTED_PEM, "Private Key"),
+    "encrypted PKCS#8 key (docs/deployment.md's openssl pkcs8 -v2)": (ENCRYPTED_PEM, "Private Key"),
     "traditional RSA key": (_pem(RSA, serialization.PrivateFormat.TraditionalOpenSSL), "Private Key"),
     "OpenSSH key": (_pem(ed25519.Ed25519PrivateKey.generate(), serialization.PrivateFormat.OpenSSH), "Private Key"),
     "AWS access key id": (f"aws_access_key_id = AKIA{_upper(16)}\n", "AWS Access Key"),

@@ -12,14 +12,14 @@ from pathlib import Path
 import boto3
 import pytest
 from click.testing import CliRunner
-
-from meshctl import state_backup
-from meshctl.gateways import open_context
-from meshctl.s3 import Bucket
-from meshctl.settings import Settings
-from meshctl.s3 import SecretInUpload
-from meshctl.state_backup import IncompatibleBackup, StateBackupError
 from s3_helpers import deny_missing_keys
+
+from meshctl.artifacts import state_backups as state_backup
+from meshctl.artifacts.s3 import Bucket, SecretInUpload
+from meshctl.artifacts.state_backups import IncompatibleBackup, StateBackupError
+from meshctl.cli.artifacts import state_group
+from meshctl.project.gateways import open_context
+from meshctl.settings import Settings
 
 # The emulated Snowflake gateway is proven elsewhere; state export/import is the same code for
 # any warehouse, so this project keeps the warehouse in DuckDB and the state in PostgreSQL.
@@ -173,7 +173,7 @@ def test_restore_asks_first_and_backs_up_the_state_it_replaces(planned, artifact
     assert state_summary(planned) == before
 
     # The CLI prompts; answering no leaves the state alone.
-    result = CliRunner().invoke(state_backup.state_group, ["restore", backup.key], obj=planned, input="n\n")
+    result = CliRunner().invoke(state_group, ["restore", backup.key], obj=planned, input="n\n")
     assert result.exit_code == 1 and "restore cancelled" in result.output
 
 
@@ -200,7 +200,7 @@ def test_a_backup_from_another_sqlmesh_version_is_refused(
     assert not asked  # refused before anything was asked or touched
     assert state_summary(fresh)["names"] == []
 
-    result = CliRunner().invoke(state_backup.state_group, ["restore", old_key, "--yes"], obj=fresh)
+    result = CliRunner().invoke(state_group, ["restore", old_key, "--yes"], obj=fresh)
     assert result.exit_code == 1 and "refusing to restore" in result.output
 
 
@@ -319,7 +319,7 @@ def test_retention_never_deletes_the_backup_just_made(project, artifacts_bucket,
 def test_scheduled_backup_logs_and_returns_none_on_failure(project, pg_server, aws_env, stub_state, caplog, monkeypatch):
     monkeypatch.setenv("ARTIFACTS_BUCKET", "no-such-bucket-for-backups")
     settings = make_settings(project, pg_server, "unused")
-    with caplog.at_level(logging.ERROR, logger="meshctl.state_backup"):
+    with caplog.at_level(logging.ERROR, logger="meshctl.artifacts.state_backups"):
         assert state_backup.run_scheduled_backup(settings) is None
     event = caplog.records[-1]  # the fields are the record's, not JSON inside its message
     assert event.event == "state_backup_failed" and "NoSuchBucket" in event.error
@@ -334,10 +334,10 @@ def test_scheduled_backup_succeeds_and_next_run_follows_the_cron(project, pg_ser
     assert state_backup.next_backup_at(default, T0) == dt.datetime(2026, 11, 21, 3, 0, tzinfo=dt.timezone.utc)
 
     runner = CliRunner()
-    backed_up = runner.invoke(state_backup.state_group, ["backup"], obj=settings)
+    backed_up = runner.invoke(state_group, ["backup"], obj=settings)
     assert backed_up.exit_code == 0, backed_up.output
     assert "state backup: 0 environment(s)" in backed_up.output and "retention kept" in backed_up.output
-    listed = runner.invoke(state_backup.state_group, ["list"], obj=settings)
+    listed = runner.invoke(state_group, ["list"], obj=settings)
     assert "2 backup(s)" in listed.output
 
 
@@ -345,8 +345,8 @@ def test_scheduled_backup_succeeds_and_next_run_follows_the_cron(project, pg_ser
 
 
 def test_scheduler_takes_the_due_backup_once_and_never_under_a_run(planned, artifacts_bucket):
-    from meshctl.locks import RunLock
-    from meshctl.scheduler import Scheduler
+    from meshctl.service.run_lock import RunLock
+    from meshctl.service.scheduler import Scheduler
 
     settings = planned.model_copy(update={"artifacts_bucket": artifacts_bucket})
     scheduler = Scheduler(settings, runner=lambda *a, **k: pytest.fail("no run expected"))
@@ -373,7 +373,8 @@ def test_scheduler_takes_the_due_backup_once_and_never_under_a_run(planned, arti
 
 
 def test_scheduler_loop_runs_the_backup_cron(planned, artifacts_bucket, monkeypatch):
-    from meshctl.scheduler import Attempt, Scheduler
+    from meshctl.service.attempts import Attempt
+    from meshctl.service.scheduler import Scheduler
 
     settings = planned.model_copy(update={
         "artifacts_bucket": artifacts_bucket,

@@ -11,12 +11,17 @@ import sys
 from datetime import date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
-from meshctl import cost, query_tags, run_details
-from meshctl.status import charts, freshness, web
+from meshctl.project import query_tags
+from project_files import project_module
+from meshctl.service import run_details
+from meshctl.status import charts, cost, freshness, web
 from meshctl.status.freshness import MartFacts, Source, closed_through, judge
 
 UTC = timezone.utc
 CRON = "*/15 * * * *"
+
+# The writer of the tags is the project's macro; the runtime only reads them.
+tags_macro = project_module("macros.query_tag")
 
 
 def at(text: str) -> datetime:
@@ -102,18 +107,19 @@ def test_facts_survive_their_json_round_trip():
 
 # --- query tags and cost ---------------------------------------------------------------------
 def test_model_tags_round_trip_and_other_tags_are_ignored():
-    tag = query_tags.model_tag("prod", "GOODWORD_WH.MARTS.FCT_EVENTS", "abc123")
+    assert tags_macro.SERVICE == query_tags.SERVICE, "the writer and the reader name one service"
+    tag = tags_macro.model_tag("prod", "GOODWORD_WH.MARTS.FCT_EVENTS", "abc123")
     assert tag == '{"service":"goodword-sqlmesh","env":"prod","run":"abc123","model":"GOODWORD_WH.MARTS.FCT_EVENTS"}'
     assert query_tags.parse(tag) == {"service": "goodword-sqlmesh", "env": "prod", "run": "abc123",
                                      "model": "GOODWORD_WH.MARTS.FCT_EVENTS"}
     assert query_tags.parse("goodword-sqlmesh:prod") == {"service": "goodword-sqlmesh", "env": "prod", "run": None, "model": None}
     for other in (None, "", "dbt", '{"service":"someone-else"}', "{not json", '["goodword-sqlmesh"]'):
         assert query_tags.parse(other) is None
-    assert query_tags.sql_literal("it's a \\ test") == "'it\\'s a \\\\ test'"
+    assert tags_macro.sql_literal("it's a \\ test") == "'it\\'s a \\\\ test'"
 
 
 def test_cost_report_groups_credits_by_model_run_and_day():
-    tag = lambda model, run=None: query_tags.model_tag("prod", model, run)  # noqa: E731
+    tag = lambda model, run=None: tags_macro.model_tag("prod", model, run)  # noqa: E731
     rows = [
         # (QUERY_TAG, DAY, WINDOW_RUN, WAREHOUSE_SIZE, STATEMENTS, EXECUTION_MS, CLOUD_CREDITS)
         (tag("M.FCT_EVENTS", "run1"), date(2026, 3, 14), "run1", "X-Small", 4, 360_000, 0.001),
@@ -137,11 +143,11 @@ def test_cost_report_groups_credits_by_model_run_and_day():
 
 
 def test_the_report_query_runs_the_same_over_the_emulations_recorded_history(tmp_path):
-    from meshctl.gateways import QueryHistoryRecorder
+    from meshctl.project.gateways import QueryHistoryRecorder
 
     recorder = QueryHistoryRecorder(tmp_path / "query_history.jsonl")
     now = datetime.now(UTC).timestamp()
-    tag = query_tags.model_tag("prod", "GOODWORD_WH.MARTS.FCT_EVENTS", "run9")
+    tag = tags_macro.model_tag("prod", "GOODWORD_WH.MARTS.FCT_EVENTS", "run9")
     recorder.record(tag, now - 10, now - 8, "INSERT INTO x SELECT 1", True)
     recorder.record(tag, now - 8, now - 7.5, "SELECT 1", True)
     recorder.record("goodword-sqlmesh:fakesnow", now - 7, now - 7, "SELECT MAX(a) FROM t", True)  # in run9
@@ -255,6 +261,24 @@ def test_html_pages_of_the_ui_get_the_status_link_and_nothing_else_changes(tmp_p
     assert body == b'{"models": []}'
 
 
+def test_without_its_state_database_the_page_says_so_in_one_line(pg_server, tmp_path):
+    """On `local` with no state database (run history lives there), /status is a 503 with the
+    fix, not a traceback; the JSON endpoint says the same."""
+    from meshctl.settings import Settings
+
+    async def sqlmesh_ui(scope, receive, send):  # never reached
+        raise AssertionError("the status routes answer themselves")
+
+    settings = Settings(_env_file=None, project_dir=tmp_path, state_db_host=pg_server.host, state_db_port=pg_server.port,
+                        state_db_user=pg_server.user, state_db_name="no_such_state_db", state_db_sslmode="disable")
+    app = web.mount(sqlmesh_ui, settings)
+    for path in ("/status", "/status.json"):
+        messages, body = _call(app, path)
+        assert messages[0]["status"] == 503
+        text = body.decode()
+        assert "database no_such_state_db does not exist: create it" in text and "Traceback" not in text
+
+
 def test_freshness_load_columns_are_the_arrival_gates():
     # The facts read the same load stamps the arrivals gate probes (signals/arrivals.py).
     from project_files import project_module
@@ -270,7 +294,7 @@ def test_the_page_shows_cost_per_model_and_run_and_warehouse_seconds_per_day():
     from meshctl.status import data
 
     now = datetime.now(UTC)
-    tag = query_tags.model_tag("prod", "GOODWORD_WH.MARTS.FCT_EVENTS", "run1")
+    tag = tags_macro.model_tag("prod", "GOODWORD_WH.MARTS.FCT_EVENTS", "run1")
     report = cost.build([(tag, now.date(), "run1", "X-Small", 5, 72_000, 0.0)], source="emulated", days=30,
                         explanation="emulated")
     run = {"run_id": "run1", "trigger": "cron", "status": "success", "started_at": now - timedelta(minutes=1),

@@ -4,11 +4,9 @@ a model's lineage; without them (or with wrong ones) the browser gets 401."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 
-import psycopg2
 import pytest
 from playwright.sync_api import Error, sync_playwright
 

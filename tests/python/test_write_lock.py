@@ -122,7 +122,7 @@ UI_APPLY = textwrap.dedent(
     from web.server import models
     from web.server.api.endpoints.commands import run_plan_apply
 
-    from meshctl import writers
+    from meshctl.service import writers
     from meshctl.settings import get_settings
 
     settings = get_settings()
