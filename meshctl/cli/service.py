@@ -10,20 +10,14 @@ import click
 
 from meshctl import secrets
 from meshctl.logs import configure_logging
-from meshctl.project.gateways import emulation
-from meshctl.service import heartbeat
-from meshctl.service.doctor import render, run_checks
 from meshctl.service.run_history import RunHistory
 from meshctl.service.scheduler import Scheduler
-from meshctl.service.ui import StartupRefused, build_app, preflight
 from meshctl.settings import Settings
 
 log = logging.getLogger("meshctl.cli.service")
 
 
 def _prepare(settings: Settings) -> Settings:
-    from meshctl import secrets
-
     configure_logging(settings)
     return secrets.resolve(settings)
 
@@ -105,9 +99,14 @@ def runs_command(settings: Settings, limit: int, as_json: bool) -> None:
 @click.pass_obj
 def ui_command(settings: Settings, host: str | None, port: int | None, insecure_no_auth: bool | None) -> None:
     """Serve SQLMesh's UI behind HTTP Basic auth, after checking the state database."""
+    # Here, not at the top: the UI pulls in SQLMesh and its web app, which the scheduler's
+    # long-lived parent process never needs.
     import uvicorn
 
-    from meshctl.logs import configure_logging
+    from meshctl.artifacts.bundles import ensure_project
+    from meshctl.project.gateways import emulation
+    from meshctl.service import heartbeat, writers
+    from meshctl.service.ui import StartupRefused, build_app, preflight
 
     configure_logging(settings)
     settings = secrets.export(settings)
@@ -122,14 +121,10 @@ def ui_command(settings: Settings, host: str | None, port: int | None, insecure_
         )
     if insecure:
         log.warning("UI authentication is OFF (--insecure-no-auth): local development only")
-    from meshctl.artifacts.bundles import ensure_project
-
     # With MESHCTL_BUNDLE set, serve the project pulled (and verified) from S3.
     settings = settings.model_copy(update={"project_dir": ensure_project(settings)})
     with emulation(settings, settings.gateway):
         preflight(settings)
-        from meshctl.service import writers
-
         # A plan applied from the UI takes the run lock like every other writer.
         writers.install_context_guards(settings)
         app = build_app(settings, insecure_no_auth=insecure)
@@ -139,10 +134,13 @@ def ui_command(settings: Settings, host: str | None, port: int | None, insecure_
         config = uvicorn.Config(app, host=host, port=port, log_level="info", log_config=None, timeout_keep_alive=300)
         uvicorn.Server(config).run()
 
+
 @click.command("doctor")
 @click.pass_obj
 def doctor_command(settings: Settings) -> None:
     """Check warehouse access, RAW grants, target schemas, state database and bucket."""
+    from meshctl.service.doctor import render, run_checks
+
     checks = run_checks(settings)
     render(checks)
     if not all(c.ok for c in checks):

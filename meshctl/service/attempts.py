@@ -1,4 +1,6 @@
-"""service.attempts"""
+"""One run attempt, in a child process the scheduler can kill: `Context.run` with a recording
+console, its outcome as JSON for the parent, the whole process group dying with the scheduler
+(the keeper), settings handed over on stdin. Also the child that takes a scheduled state backup."""
 
 from __future__ import annotations
 
