@@ -214,6 +214,18 @@ def emulation(settings: Settings, gateway: str) -> Iterator[None]:
             yield
 
 
+def close_context(context: Context) -> None:
+    """Release everything a Context holds. SQLMesh's close() closes the snapshot evaluator's and
+    the state sync's connections only, not the default engine adapter when it was used directly
+    (`context.engine_adapter`, as the freshness check and the demo summary do): on DuckDB that
+    kept the warehouse file locked for the life of the process, so the next run's child could not
+    open it."""
+    context.close()
+    adapter = getattr(context, "_engine_adapter", None)
+    if adapter is not None:
+        adapter.close()
+
+
 @contextlib.contextmanager
 def open_context(settings: Settings, gateway: str | None = None, **kwargs) -> Iterator[Context]:
     gateway = gateway or settings.gateway
@@ -225,4 +237,4 @@ def open_context(settings: Settings, gateway: str | None = None, **kwargs) -> It
         try:
             yield context
         finally:
-            context.close()
+            close_context(context)

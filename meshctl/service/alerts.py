@@ -252,7 +252,7 @@ def assess_freshness(settings: Settings, store, run_id: str | None, now: datetim
     from sqlmesh import Context
 
     from meshctl import secrets
-    from meshctl.project.gateways import emulation
+    from meshctl.project.gateways import close_context, emulation
     from meshctl.status import freshness
 
     now = now or _now()
@@ -271,7 +271,7 @@ def assess_freshness(settings: Settings, store, run_id: str | None, now: datetim
                 gap = int((context.config.variables or {}).get("airbyte_max_sync_gap_hours", 7))
                 facts = freshness.gather(context, settings.environment, now, sync_gap_hours=gap)
             finally:
-                context.close()
+                close_context(context)
         document["marts"] = [f.as_json() for f in facts]
     except Exception as exc:
         log.warning("freshness could not be assessed: %s", exc)

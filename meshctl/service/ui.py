@@ -49,6 +49,7 @@ def preflight(settings: Settings) -> None:
     """Wait for the state database and check its versions. Raises StartupRefused."""
     from sqlmesh import Context
 
+    from meshctl.project.gateways import close_context
     from meshctl.service.state_db import StateDatabaseUnavailable, wait_for_state_db
 
     context = Context(paths=[settings.project_dir], gateway=settings.gateway, load=False)
@@ -61,7 +62,7 @@ def preflight(settings: Settings) -> None:
                 raise StartupRefused(str(exc)) from None
         status = state_version.check_context(context)
     finally:
-        context.close()
+        close_context(context)
     if not status.compatible:
         raise StartupRefused(
             f"state version mismatch: {status.detail} -- refusing to start. Upgrade or pin this "

@@ -223,6 +223,7 @@ def snowflake_rows(settings: Settings, days: int, runs: list = ()) -> list[tuple
     from sqlmesh import Context
 
     from meshctl import secrets
+    from meshctl.project.gateways import close_context
 
     settings = secrets.resolve(settings)
     with secrets.exported(settings):
@@ -230,7 +231,7 @@ def snowflake_rows(settings: Settings, days: int, runs: list = ()) -> list[tuple
         try:
             return list(context.engine_adapter.fetchall(report_sql(settings.cost_query_history, days, runs)))
         finally:
-            context.close()
+            close_context(context)
 
 
 def gather(settings: Settings, days: int | None = None, gateway: str | None = None) -> CostReport:
