@@ -15,7 +15,7 @@ from datetime import datetime
 
 from psycopg2 import sql
 
-from meshctl.service.state_db import connect_state_db
+from meshctl.service.state_db import state_db_cursor
 from meshctl.settings import Settings
 
 # Key for serializing the DDL below (CREATE ... IF NOT EXISTS races between two processes).
@@ -58,17 +58,8 @@ class RunHistory:
 
     @contextlib.contextmanager
     def _cursor(self, autocommit: bool = True) -> Iterator:
-        """A cursor on a short-lived connection: history writes are rare, and a long-lived one
-        would hold a state-database connection open through every run."""
-        conn = connect_state_db(self.settings, application_name="meshctl-run-history")
-        try:
-            conn.autocommit = autocommit
-            with conn.cursor() as cur:
-                yield cur
-            if not autocommit:
-                conn.commit()
-        finally:
-            conn.close()
+        with state_db_cursor(self.settings, application_name="meshctl-run-history", autocommit=autocommit) as cur:
+            yield cur
 
     def ensure(self) -> None:
         with self._cursor(autocommit=False) as cur:

@@ -7,8 +7,10 @@ per attempt, then gives up with a clear error and a non-zero exit instead of cra
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 
 import psycopg2
 from tenacity import (
@@ -92,6 +94,22 @@ def connect_state_db(settings: Settings, *, application_name: str = "meshctl", c
         keepalives_interval=10,
         keepalives_count=3,
     )
+
+
+@contextlib.contextmanager
+def state_db_cursor(settings: Settings, *, application_name: str, autocommit: bool = True) -> Iterator:
+    """A cursor on a short-lived connection (run history, the status page's tables): their
+    writes are rare, and a long-lived connection would sit open through every run. Without
+    autocommit the work commits when the block ends cleanly."""
+    conn = connect_state_db(settings, application_name=application_name)
+    try:
+        conn.autocommit = autocommit
+        with conn.cursor() as cur:
+            yield cur
+        if not autocommit:
+            conn.commit()
+    finally:
+        conn.close()
 
 
 def wait_for_state_db(settings: Settings, *, max_wait: float | None = None, sleep=time.sleep) -> int:

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from psycopg2 import errors, sql
 
-from meshctl.service.state_db import connect_state_db
+from meshctl.service.state_db import state_db_cursor
 from meshctl.settings import Settings
 
 # Serializes this module's DDL between processes (run_history uses ...002; the lock ...001).
@@ -35,15 +35,8 @@ class Store:
 
     @contextlib.contextmanager
     def cursor(self, autocommit: bool = True) -> Iterator:
-        conn = connect_state_db(self.settings, application_name="meshctl-status", connect_timeout=10)
-        try:
-            conn.autocommit = autocommit
-            with conn.cursor() as cur:
-                yield cur
-            if not autocommit:
-                conn.commit()
-        finally:
-            conn.close()
+        with state_db_cursor(self.settings, application_name="meshctl-status", autocommit=autocommit) as cur:
+            yield cur
 
     def ensure(self) -> None:
         with self.cursor(autocommit=False) as cur:
