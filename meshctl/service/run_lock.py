@@ -349,27 +349,51 @@ def verify_token(settings: Settings, token: int, *, retry_seconds: float = 5.0) 
 # The SnapshotEvaluator methods that change the warehouse: model evaluations, and creating,
 # migrating, promoting, demoting and dropping tables and views during plans and janitor runs.
 _WRITES = ("evaluate", "create", "migrate", "promote", "demote", "cleanup")
+# SQLMesh writes through a copy of the context's evaluator, made by this method to tag every
+# statement with the plan's or run's id (`/* SQLMESH_PLAN: ... */`): every plan apply, and every
+# `sqlmesh run` since sqlmesh 0.236 (0.233 ran with the context's own evaluator).
+_DERIVE = "set_correlation_id"
 
 
 @contextlib.contextmanager
 def fence_evaluator(evaluator, verify: Callable[[], None]) -> Iterator[None]:
-    """Check `verify()` before each warehouse write of this SnapshotEvaluator. SQLMesh has no
-    hook that covers every write (its run's circuit breaker sees model evaluations only), so the
-    evaluator's write methods are wrapped on this instance, for the duration."""
-    originals = {name: getattr(evaluator, name) for name in _WRITES}
+    """Check `verify()` before each warehouse write of this SnapshotEvaluator and of every copy
+    SQLMesh derives from it while the fence is up. SQLMesh has no hook that covers every write
+    (its run's circuit breaker sees model evaluations only), so the write methods are wrapped on
+    these instances, for the duration."""
+    fenced_instances = []
+    active = True
 
     def fenced(method):
         def wrapper(*args, **kwargs):
-            verify()
+            if active:
+                verify()
             return method(*args, **kwargs)
 
         return wrapper
 
-    for name, method in originals.items():
-        setattr(evaluator, name, fenced(method))
+    def derives_fenced(method):
+        def wrapper(*args, **kwargs):
+            derived = method(*args, **kwargs)
+            if active:
+                install(derived)
+            return derived
+
+        return wrapper
+
+    def install(target) -> None:
+        for name in _WRITES:
+            setattr(target, name, fenced(getattr(target, name)))
+        if hasattr(target, _DERIVE):
+            setattr(target, _DERIVE, derives_fenced(getattr(target, _DERIVE)))
+        fenced_instances.append(target)
+
+    install(evaluator)
     try:
         yield
     finally:
-        for name in originals:
-            with contextlib.suppress(AttributeError):
-                delattr(evaluator, name)
+        active = False
+        for target in fenced_instances:
+            for name in (*_WRITES, _DERIVE):
+                with contextlib.suppress(AttributeError):
+                    delattr(target, name)

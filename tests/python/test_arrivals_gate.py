@@ -4,6 +4,7 @@ warehouse nothing but those probes, while a tick after one landed batch does the
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
@@ -83,16 +84,20 @@ PARAMS = DemoParams(organizations=12, users=60, days=8, events_per_day=80, seed=
 BUILT_AT = datetime(2026, 3, 11, 0, 30)  # the demo's last batch landed at 03-11 00:00
 
 
+# sqlmesh 0.236 tags every statement of a run with the run's id, as it tags a plan's.
+_CORRELATION_ID = re.compile(r"^/\* SQLMESH_(RUN|PLAN): [0-9a-f-]+ \*/ ")
+
+
 def _statements(monkeypatch) -> list[str]:
     """Every SQL statement any engine adapter sends from now on (SQLMesh's scheduler may use its
-    own adapter, not the context's)."""
+    own adapter, not the context's), without SQLMesh's run or plan id comment."""
     from sqlmesh.core.engine_adapter.base import EngineAdapter
 
     sent: list[str] = []
     original = EngineAdapter._execute
 
     def recording(self, sql, *args, **kwargs):
-        sent.append(sql)
+        sent.append(_CORRELATION_ID.sub("", sql, count=1))
         return original(self, sql, *args, **kwargs)
 
     monkeypatch.setattr(EngineAdapter, "_execute", recording)

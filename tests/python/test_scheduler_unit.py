@@ -249,6 +249,35 @@ def test_a_holder_that_cannot_renew_is_told_before_its_lease_can_expire(settings
     probe.release()
 
 
+def test_the_fence_covers_the_evaluator_copies_sqlmesh_writes_through():
+    """Plans, and runs since sqlmesh 0.236, write through a copy of the context's evaluator
+    (SnapshotEvaluator.set_correlation_id); the fence must be on those copies too, and only while
+    it is up."""
+    from sqlmesh.core.config.connection import DuckDBConnectionConfig
+    from sqlmesh.core.snapshot.evaluator import SnapshotEvaluator
+    from sqlmesh.utils import CorrelationId
+
+    from meshctl.locks import fence_evaluator
+
+    evaluator = SnapshotEvaluator({"local": DuckDBConnectionConfig().create_engine_adapter()})
+    checks: list[str] = []
+    try:
+        with fence_evaluator(evaluator, lambda: checks.append("verified")):
+            run_copy = evaluator.set_correlation_id(CorrelationId.from_run_id("r1"))
+            run_copy.cleanup([])
+            assert checks == ["verified"], "a write through the run's copy checked the lock"
+            run_copy.set_correlation_id(CorrelationId.from_plan_id("p1")).cleanup([])
+            evaluator.cleanup([])
+            assert len(checks) == 3, "copies of copies and the evaluator itself are fenced"
+        checks.clear()
+        run_copy.cleanup([])
+        evaluator.set_correlation_id(CorrelationId.from_run_id("r2")).cleanup([])
+        assert checks == [], "after the fence is down nothing checks a lock it no longer holds"
+        assert not {"cleanup", "set_correlation_id"} & (vars(evaluator).keys() | vars(run_copy).keys())
+    finally:
+        evaluator.close()
+
+
 def test_a_cron_tick_runs_once_and_dead_runs_are_marked_abandoned(settings):
     from datetime import datetime, timezone
 

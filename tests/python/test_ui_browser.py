@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import sqlmesh
 from playwright.sync_api import Error, sync_playwright
 
 from service_helpers import free_port, make_project, service_env, spawn_meshctl, terminating, wait_http
@@ -58,7 +59,7 @@ def test_with_credentials_the_ui_lists_models_and_opens_lineage(ui, browser):
     try:
         response = page.goto(base + "/", wait_until="domcontentloaded")
         assert response.status == 200
-        page.get_by_text("SQLMesh: 0.233.0", exact=False).first.wait_for()  # the app rendered
+        page.get_by_text(f"SQLMesh: {sqlmesh.__version__}", exact=False).first.wait_for()  # the app rendered
 
         page.goto(base + "/lineage", wait_until="domcontentloaded")
         for name in ("daily_event_counts", "stg_events", "EVENTS"):
