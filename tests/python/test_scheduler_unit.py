@@ -257,7 +257,7 @@ def test_the_fence_covers_the_evaluator_copies_sqlmesh_writes_through():
     from sqlmesh.core.snapshot.evaluator import SnapshotEvaluator
     from sqlmesh.utils import CorrelationId
 
-    from meshctl.locks import fence_evaluator
+    from meshctl.service.run_lock import fence_evaluator
 
     evaluator = SnapshotEvaluator({"local": DuckDBConnectionConfig().create_engine_adapter()})
     checks: list[str] = []
