@@ -12,10 +12,11 @@ deployment come from the environment of the process building the model, `MESHCTL
 an in-process plan for itself), so the project needs nothing of the runtime. A plain `sqlmesh run`
 has no run id: its statements are attributed by time.
 
-Why a pre-statement and not `session_properties (query_tag ...)`: SQLMesh 0.233's Snowflake
-adapter reads only `warehouse` from session_properties. It sends `ALTER SESSION SET QUERY_TAG`
-itself and renders no statement: SQLMesh re-parses what a macro returns and sends identifiers
-quoted (`SET "QUERY_TAG" = ...`), which is not the parameter syntax Snowflake documents.
+Why a pre-statement and not `session_properties (query_tag ...)`: SQLMesh's Snowflake adapter
+reads only `warehouse` from session_properties (0.233.0, and still 0.236.4). It sends
+`ALTER SESSION SET QUERY_TAG` itself and renders no statement: SQLMesh re-parses what a macro
+returns and sends identifiers quoted (`SET "QUERY_TAG" = ...`), which is not the parameter syntax
+Snowflake documents.
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 `local` and `snowflake` need nothing beyond config.yaml. `fakesnow` is SQLMesh's real Snowflake
 adapter over an emulated Snowflake, which only works in-process: the connector is patched for
 as long as the context is open.
+
+Each patch below covers a gap that fakesnow 0.11.10 (with sqlmesh 0.236.4) still has, checked by
+removing it: the fakesnow-gateway tests fail without any one of them (test_parity; for the views,
+test_replay's fakesnow run). fakesnow 0.11.10 still does not implement ALTER SESSION SET
+QUERY_TAG, which every model's @query_tag() pre-statement sends (macros/query_tag.py).
 """
 
 from __future__ import annotations
@@ -45,8 +50,9 @@ _QUERY_TAG_SET = re.compile(
 
 def _temporary_as_regular_table(create_table):
     """SQLMesh stages DataFrames (seeds, `load-raw`) in schema-qualified TEMPORARY tables; on
-    fakesnow's DuckDB temporary tables live in their own catalog, so the schema is not found.
-    A regular table behaves the same here, and SQLMesh drops it after the load."""
+    fakesnow's DuckDB temporary tables live in their own catalog ("TEMPORARY table names can
+    *only* use the "temp" catalog", still in fakesnow 0.11.10). A regular table behaves the same
+    here, and SQLMesh drops it after the load."""
 
     def wrapper(self, table_name, *args, **kwargs):
         if kwargs.get("table_kind") == "TEMPORARY TABLE":
@@ -57,8 +63,9 @@ def _temporary_as_regular_table(create_table):
 
 
 def _honour_overwrite(write_pandas):
-    """fakesnow's write_pandas appends even when asked to overwrite. SQLMesh builds its staging
-    query twice and relies on `overwrite=True`, so without this every seed row lands twice."""
+    """fakesnow's write_pandas appends even when asked to overwrite (still in 0.11.10). SQLMesh
+    builds its staging query twice and relies on `overwrite=True`, so without this every seed row
+    lands twice (the seed's unique_values audit fails the first plan)."""
 
     def wrapper(conn, df, table_name, database=None, schema=None, *args, **kwargs):
         if kwargs.get("overwrite"):
@@ -71,9 +78,9 @@ def _honour_overwrite(write_pandas):
 
 def _views_listed(get_data_objects):
     """fakesnow's INFORMATION_SCHEMA.TABLES lists no views (Snowflake's lists them with TABLE_TYPE
-    'VIEW'), so SQLMesh would think a view model's physical view is missing and fail on the next
-    run with "View ... already exists". Add the views from INFORMATION_SCHEMA.VIEWS, which
-    fakesnow fills."""
+    'VIEW'; still so in fakesnow 0.11.10), so SQLMesh would think a view model's physical view is
+    missing and fail on the next run with "View ... already exists". Add the views from
+    INFORMATION_SCHEMA.VIEWS, which fakesnow fills."""
     from sqlglot import exp
     from sqlmesh.core.dialect import to_schema
     from sqlmesh.core.engine_adapter.shared import DataObject, DataObjectType
@@ -155,9 +162,11 @@ def _recording_query_tags(execute, recorder: QueryHistoryRecorder):
 
 def _emulated_connect(connect, data_dir: Path):
     """Refuse a wrong password, and attach every database an earlier process created: fakesnow
-    attaches only the connection's own database, so AIRBYTE_DB would look empty to a new process
-    connecting to GOODWORD_WH. Like Snowflake, a session given only a database starts in its
-    PUBLIC schema; without one fakesnow mistakes a query's CTE names for unqualified tables."""
+    (0.11.10 too) attaches only the connection's own database, so AIRBYTE_DB would look empty to a
+    new process connecting to GOODWORD_WH ('Catalog "AIRBYTE_DB" does not exist'). Like
+    Snowflake, a session given only a database starts in its PUBLIC schema: fakesnow 0.11.10 gives
+    it no current schema, and its MERGE (every FCT_EVENTS run) then fails an assertion (0.11.5
+    also took a query's CTE names for unqualified tables; 0.11.10 no longer does)."""
 
     def wrapper(*args, **kwargs):
         if kwargs.get("password") != EMULATED_PASSWORD:
