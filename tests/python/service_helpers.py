@@ -279,3 +279,33 @@ def history_rows(pg_server, dbname: str, *, plans: bool = False) -> list[dict]:
         cur.execute("SELECT * FROM meshctl.run_history WHERE %s OR trigger <> 'plan' ORDER BY started_at", (plans,))
         names = [d.name for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+@contextlib.contextmanager
+def webhook_receiver(path: str = "/services/T000/B000/XXXX") -> Iterator[tuple[str, list[dict]]]:
+    """A Slack-style incoming webhook on loopback (real HTTP): yields (url, received), received
+    holding the JSON body of each POST; a POST to another path fails the test that reads it."""
+    import http.server
+    import json
+    import threading
+
+    received: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append(json.loads(body) if self.path == path else {"wrong path": self.path})
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}{path}", received
+    finally:
+        server.shutdown()

@@ -4,15 +4,14 @@ quiet while they last, and send one recovery message, with a link to the status 
 
 from __future__ import annotations
 
-import http.server
 import json
 import socket
-import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from pydantic import SecretStr
+from service_helpers import webhook_receiver
 
 from meshctl.service import alerts
 from meshctl.service.run_history import RunHistory, RunRecord
@@ -24,29 +23,10 @@ UTC = timezone.utc
 BASE_URL = "http://status.example:8000"
 
 
-class _Hook(http.server.BaseHTTPRequestHandler):
-    received: list
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def webhook():
-    class Handler(_Hook):
-        received: list = []
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/services/T0/B0/X", Handler.received
-    server.shutdown()
+    with webhook_receiver("/services/T0/B0/X") as hook:
+        yield hook
 
 
 @pytest.fixture

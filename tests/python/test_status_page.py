@@ -13,12 +13,11 @@ webhook must have got one message per incident and one per recovery.
 
 from __future__ import annotations
 
-import http.server
+import contextlib
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -29,7 +28,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from png_pixels import share
-from service_helpers import free_port, history_rows, spawn_meshctl, terminating, wait_http
+from service_helpers import free_port, history_rows, spawn_meshctl, terminating, wait_http, webhook_receiver
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -37,19 +36,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 USER, PASSWORD = "admin", "status-page-test"
 RED, RED_BG, GREEN = (0xC6, 0x28, 0x28), (0xFD, 0xEC, 0xEA), (0x2E, 0x7D, 0x32)
 UTC = timezone.utc
-
-
-class _Hook(http.server.BaseHTTPRequestHandler):
-    received: list
-
-    def do_POST(self):
-        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
 
 
 def _env(root: Path, data: Path, pg_env: dict, hook_url: str, base_url: str, **extra) -> dict:
@@ -84,14 +70,10 @@ def stretch(pg_server, tmp_path_factory):
     admin.autocommit = True
     admin.cursor().execute(f'CREATE DATABASE "{dbname}"')
 
-    class Handler(_Hook):
-        received: list = []
-
-    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    receiver = contextlib.ExitStack()  # the webhook receiver lives as long as the stretch
+    hook_url, received = receiver.enter_context(webhook_receiver("/services/T0/B0/X"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    hook_url = f"http://127.0.0.1:{hook.server_address[1]}/services/T0/B0/X"
     runs_env = _env(root, root / "warehouse", pg_server.env(dbname), hook_url, base)
     ui_env = _env(root, root / "ui-warehouse", pg_server.env(dbname), hook_url, base,
                   MESHCTL_UI_USERNAME=USER, MESHCTL_UI_PASSWORD=PASSWORD)
@@ -110,11 +92,11 @@ def stretch(pg_server, tmp_path_factory):
             began = time.monotonic()
             wait_http(f"{base}/healthz", 90, proc, root / "ui.log")
             timings["ui start"] = time.monotonic() - began
-            yield {"root": root, "base": base, "env": runs_env, "db": dbname, "received": Handler.received,
+            yield {"root": root, "base": base, "env": runs_env, "db": dbname, "received": received,
                    "planned_at": planned_at, "landed_at": planned_at + timedelta(minutes=10), "timings": timings,
                    "warehouse": root / "warehouse" / "goodword_wh.duckdb"}
     finally:
-        hook.shutdown()
+        receiver.close()
         print("status page stretch:", ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         admin.close()
