@@ -145,6 +145,7 @@ class RunLock:
         self.margin = self.lease / 4
         self.token: int | None = None
         self.lost: str | None = None
+        self.blocked_by: Holder | None = None  # the holder the last failed try_acquire saw
         self._valid_until = 0.0  # monotonic
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -164,12 +165,14 @@ class RunLock:
             with conn, conn.cursor() as cur:
                 cur.execute(sql.SQL("INSERT INTO {} (key) VALUES (%s) ON CONFLICT DO NOTHING").format(lock), (self.key,))
                 cur.execute(
-                    sql.SQL("SELECT token, lease_until IS NOT NULL AND lease_until > now() FROM {} "
-                            "WHERE key = %s FOR UPDATE").format(lock),
+                    sql.SQL("SELECT token, lease_until IS NOT NULL AND lease_until > now(), holder, "
+                            "acquired_at AT TIME ZONE 'UTC', lease_until FROM {} WHERE key = %s FOR UPDATE").format(lock),
                     (self.key,),
                 )
-                previous, taken = cur.fetchone()
+                previous, taken, holder, acquired_at, lease_until = cur.fetchone()
                 if taken:
+                    # Who has it, read in the same statement: a waiting writer says so for free.
+                    self.blocked_by = Holder(holder, previous, acquired_at, lease_until)
                     return False
                 cur.execute(
                     sql.SQL("UPDATE {} SET token = token + 1, holder = %s, acquired_at = now(), "
@@ -207,7 +210,7 @@ class RunLock:
         next_word = started
         while not self.try_acquire():
             waited = time.monotonic() - started
-            holder = current_holder(self.settings)
+            holder = self.blocked_by
             if waited >= wait_seconds:
                 raise LockHeld(
                     f"the run lock is held by {holder or 'a writer that just released it'}; gave up after "
