@@ -18,7 +18,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from meshctl.logs import configure_logging
@@ -50,65 +50,6 @@ class Attempt:
 
 
 Runner = Callable[..., Attempt]
-
-
-def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
-
-
-def _subtract(checked: list, ready: list) -> list[tuple[int, int]]:
-    """Parts of the `checked` intervals not covered by `ready` (both lists of (start, end))."""
-    out: list[tuple[int, int]] = []
-    for start, end in checked:
-        pieces = [(start, end)]
-        for r_start, r_end in ready:
-            nxt = []
-            for s, e in pieces:
-                if r_end <= s or r_start >= e:
-                    nxt.append((s, e))
-                    continue
-                if s < r_start:
-                    nxt.append((s, r_start))
-                if r_end < e:
-                    nxt.append((r_end, e))
-            pieces = nxt
-        out.extend(pieces)
-    return out
-
-
-def _recording_console():
-    """SQLMesh's plain-line console (readable in container logs) that also keeps what ran."""
-    from sqlmesh.core.console import DebuggerTerminalConsole
-
-    class RecordingConsole(DebuggerTerminalConsole):
-        def __init__(self) -> None:
-            super().__init__(None)
-            self.evaluated: list[dict] = []
-            self.waiting: list[dict] = []
-            self.failures: list = []
-
-        def update_snapshot_evaluation_progress(self, snapshot, interval, batch_idx, duration_ms, *args, **kwargs):
-            if duration_ms is not None and not kwargs.get("audit_only"):
-                self.evaluated.append(
-                    {"model": snapshot.name.replace('"', ""), "start": _utc(interval[0]), "end": _utc(interval[1])}
-                )
-            super().update_snapshot_evaluation_progress(snapshot, interval, batch_idx, duration_ms, *args, **kwargs)
-
-        def update_signal_progress(self, snapshot, signal_name, signal_idx, total_signals, ready_intervals, check_intervals, duration):
-            for start, end in _subtract(check_intervals, ready_intervals):
-                self.waiting.append(
-                    {"model": snapshot.name.replace('"', ""), "signal": signal_name, "start": _utc(start), "end": _utc(end)}
-                )
-            self._write(
-                f"Signal {signal_name} for {snapshot.name}: {len(ready_intervals)} of "
-                f"{len(check_intervals)} interval range(s) ready"
-            )
-
-        def log_failed_models(self, errors) -> None:
-            self.failures.extend(errors)
-            super().log_failed_models(errors)
-
-    return RecordingConsole()
 
 
 def _project_dir(settings: Settings) -> Path:
@@ -176,27 +117,15 @@ def backup_main(due: str, parent_pid: int) -> int:
     return 0
 
 
-def child_main(result_path: str, parent_pid: int, parent_pipe: int, lock_token: int | None) -> int:
-    """Entry of the run process: one `Context.run`, its outcome as JSON in `result_path`."""
-    _die_with_parent(parent_pid, parent_pipe)
-    from sqlmesh.core.console import set_console
+def run_attempt(context, environment: str, console, execution_time: datetime | None = None) -> dict:
+    """One `Context.run` of `environment`, its outcome as the JSON the parent reads (the fields
+    of `Attempt`). `console` is the run's run_details.RecordingConsole, already SQLMesh's console;
+    `execution_time` is now unless given (a replay on a simulated clock gives it)."""
     from sqlmesh.utils import CompletionStatus
 
-    from meshctl.project.gateways import open_context
-    from meshctl.service import run_details
-
-    settings = settings_from_parent(sys.stdin.read())
-    console = run_details.recording_console()  # + per-model timings and audit results
-    set_console(console)
     result: dict = {"status": "failed"}
     try:
-        settings = settings.model_copy(update={"project_dir": _project_dir(settings)})
-        with open_context(settings) as context:
-            # Every write checks that the scheduler's grant is still the lock's current one.
-            fence = (fence_evaluator(context.snapshot_evaluator, lambda: verify_token(settings, lock_token))
-                     if lock_token is not None else contextlib.nullcontext())
-            with fence:
-                status = context.run(environment=settings.environment)
+        status = context.run(environment=environment, execution_time=execution_time)
         result["status"] = {
             CompletionStatus.SUCCESS: "success",
             CompletionStatus.NOTHING_TO_DO: "nothing_to_do",
@@ -214,13 +143,42 @@ def child_main(result_path: str, parent_pid: int, parent_pipe: int, lock_token: 
                 error="\n".join(messages) or "run failed (see the log)",
                 traceback="\n".join(tbs) or None,
             )
-    except BaseException as exc:  # noqa: BLE001 -- everything is reported to the parent
+    except Exception as exc:  # noqa: BLE001 -- everything is reported to the parent
         types, message, tb = describe_exception(exc)
         result.update(status="failed", error_types=types, error=message, traceback=tb)
         traceback.print_exc()
     result["intervals"] = console.evaluated
     result["models"] = sorted({i["model"] for i in console.evaluated})
     result["waiting"] = console.waiting
+    return result
+
+
+def child_main(result_path: str, parent_pid: int, parent_pipe: int, lock_token: int | None) -> int:
+    """Entry of the run process: one `Context.run`, its outcome as JSON in `result_path`."""
+    _die_with_parent(parent_pid, parent_pipe)
+    from sqlmesh.core.console import set_console
+
+    from meshctl.project.gateways import open_context
+    from meshctl.service.run_details import RecordingConsole
+
+    settings = settings_from_parent(sys.stdin.read())
+    console = RecordingConsole()
+    set_console(console)
+    result: dict = {"status": "failed"}
+    try:
+        settings = settings.model_copy(update={"project_dir": _project_dir(settings)})
+        with open_context(settings) as context:
+            # Every write checks that the scheduler's grant is still the lock's current one.
+            fence = (fence_evaluator(context.snapshot_evaluator, lambda: verify_token(settings, lock_token))
+                     if lock_token is not None else contextlib.nullcontext())
+            with fence:
+                result = run_attempt(context, settings.environment, console)
+    except BaseException as exc:  # noqa: BLE001 -- opening the project failed: reported too
+        types, message, tb = describe_exception(exc)
+        result.update(status="failed", error_types=types, error=message, traceback=tb,
+                      intervals=console.evaluated, models=sorted({i["model"] for i in console.evaluated}),
+                      waiting=console.waiting)
+        traceback.print_exc()
     Path(result_path).write_text(json.dumps(result))
     return 0
 

@@ -1,15 +1,12 @@
 """Per-model detail of a run (execution and audit results) and the run's log, for the status page.
 
-What each model did is known only inside the run's child process, to SQLMesh's console. The
-scheduler's recording console keeps which intervals ran; `DetailConsole` (a subclass of it, made by
-`recording_console()`) also writes one line per evaluated batch and per audit warning into the
-run's output, as `MESHCTL_DETAIL {json}`, which the scheduler already copies into the run's log.
-After the run, `record(...)` reads those lines back out of the log and stores them, with the log
-itself (secrets masked, at most MESHCTL_RUN_LOG_MAX_BYTES, its tail), in `meshctl.run_details`.
-
-Wiring (scheduler.child_main): `console = run_details.recording_console()` instead of
-`console = _recording_console()`. Without it a run's page still shows its models and intervals
-(run history) and its log, without durations and audit counts.
+What each model did is known only inside the run's process, to SQLMesh's console. The run's
+`RecordingConsole` (attempts.run_attempt) keeps which intervals ran and which a readiness signal
+held back, for the run history row, and also writes one line per evaluated batch and per audit
+warning into the run's output, as `MESHCTL_DETAIL {json}`, which the scheduler copies into the
+run's log. After the run, `record(...)` reads those lines back out of the log and stores them,
+with the log itself (secrets masked, at most MESHCTL_RUN_LOG_MAX_BYTES, its tail), in
+`meshctl.run_details`.
 """
 
 from __future__ import annotations
@@ -18,7 +15,10 @@ import json
 import logging
 import re
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
+
+from sqlmesh.core.console import DebuggerTerminalConsole
 
 from meshctl.settings import Settings
 
@@ -31,13 +31,40 @@ _AUDIT_WARNING = re.compile(r"^\s*(?P<model>\S+): '(?P<audit>[^']+)' audit error
 
 
 def _utc_ms(ms: int) -> str:
-    from datetime import datetime, timezone
-
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
 
 
-class DetailConsoleMixin:
-    """Writes MESHCTL_DETAIL lines; everything else is the base console's."""
+def _subtract(checked: list, ready: list) -> list[tuple[int, int]]:
+    """Parts of the `checked` intervals not covered by `ready` (both lists of (start, end))."""
+    out: list[tuple[int, int]] = []
+    for start, end in checked:
+        pieces = [(start, end)]
+        for r_start, r_end in ready:
+            nxt = []
+            for s, e in pieces:
+                if r_end <= s or r_start >= e:
+                    nxt.append((s, e))
+                    continue
+                if s < r_start:
+                    nxt.append((s, r_start))
+                if r_end < e:
+                    nxt.append((r_end, e))
+            pieces = nxt
+        out.extend(pieces)
+    return out
+
+
+class RecordingConsole(DebuggerTerminalConsole):
+    """SQLMesh's plain-line console (readable in container logs) that keeps what the run did --
+    the intervals evaluated, the intervals a readiness signal held back, the failures -- for the
+    run history row, and writes a MESHCTL_DETAIL line per evaluated batch and per audit warning
+    into the run's output (the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.evaluated: list[dict] = []
+        self.waiting: list[dict] = []
+        self.failures: list = []
 
     def _detail(self, **event) -> None:
         try:
@@ -50,10 +77,12 @@ class DetailConsoleMixin:
                                             num_audits_passed=0, num_audits_failed=0, audit_only=False,
                                             execution_stats=None, *args, **kwargs):
         if duration_ms is not None:
+            model = snapshot.name.replace('"', "")
+            if not audit_only:
+                self.evaluated.append({"model": model, "start": _utc_ms(interval[0]), "end": _utc_ms(interval[1])})
             self._detail(
                 event="audited" if audit_only else "evaluated",
-                model=snapshot.name.replace('"', ""),
-                start=_utc_ms(interval[0]), end=_utc_ms(interval[1]), batch=batch_idx,
+                model=model, start=_utc_ms(interval[0]), end=_utc_ms(interval[1]), batch=batch_idx,
                 duration_ms=duration_ms, audits_passed=num_audits_passed, audits_failed=num_audits_failed,
                 rows=getattr(execution_stats, "total_rows_processed", None),
                 bytes=getattr(execution_stats, "total_bytes_processed", None),
@@ -62,19 +91,23 @@ class DetailConsoleMixin:
             snapshot, interval, batch_idx, duration_ms, num_audits_passed, num_audits_failed,
             audit_only, execution_stats, *args, **kwargs)
 
+    def update_signal_progress(self, snapshot, signal_name, signal_idx, total_signals, ready_intervals,
+                               check_intervals, duration):
+        for start, end in _subtract(check_intervals, ready_intervals):
+            self.waiting.append({"model": snapshot.name.replace('"', ""), "signal": signal_name,
+                                 "start": _utc_ms(start), "end": _utc_ms(end)})
+        self._write(f"Signal {signal_name} for {snapshot.name}: {len(ready_intervals)} of "
+                    f"{len(check_intervals)} interval range(s) ready")
+
     def log_warning(self, short_message, long_message=None, *args, **kwargs):
         match = _AUDIT_WARNING.match(short_message or "")
         if match:
             self._detail(event="audit_warning", model=match["model"], audit=match["audit"], count=int(match["count"]))
         return super().log_warning(short_message, long_message, *args, **kwargs)
 
-
-def recording_console():
-    """The scheduler's recording console with detail lines (see the module docstring)."""
-    from meshctl.service import attempts
-
-    base = type(attempts._recording_console())
-    return type("DetailRecordingConsole", (DetailConsoleMixin, base), {})()
+    def log_failed_models(self, errors) -> None:
+        self.failures.extend(errors)
+        super().log_failed_models(errors)
 
 
 def parse(text: str) -> tuple[list[dict], list[dict]]:

@@ -168,19 +168,8 @@ def test_the_report_query_runs_the_same_over_the_emulations_recorded_history(tmp
 
 
 # --- per-model detail lines -------------------------------------------------------------------
-class _Base:
-    def __init__(self):
-        self.calls = []
-
-    def update_snapshot_evaluation_progress(self, *args, **kwargs):
-        self.calls.append("update")
-
-    def log_warning(self, short_message, long_message=None):
-        self.calls.append("warning")
-
-
-def test_the_detail_console_writes_lines_the_run_page_reads_back(monkeypatch):
-    console = type("C", (run_details.DetailConsoleMixin, _Base), {})()
+def test_the_run_console_records_the_run_and_writes_lines_the_run_page_reads_back(monkeypatch):
+    console = run_details.RecordingConsole()
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     snapshot = SimpleNamespace(name='"GOODWORD_WH"."MARTS"."FCT_EVENTS"')
@@ -189,21 +178,24 @@ def test_the_detail_console_writes_lines_the_run_page_reads_back(monkeypatch):
                                                 execution_stats=SimpleNamespace(total_rows_processed=40, total_bytes_processed=None))
     console.update_snapshot_evaluation_progress(snapshot, (end, end + 900000), 1, 500, 3, 0)
     console.update_snapshot_evaluation_progress(snapshot, (start, end), 0, None, 0, 0)  # not finished: no line
+    console.update_snapshot_evaluation_progress(snapshot, (start, end), 0, 300, 1, 0, True)  # audit only
     console.log_warning("\nMARTS.FCT_EVENTS: 'accepted_values' audit error: 7 rows failed.", "query ...")
     console.log_warning("Something else")
-    assert console.calls == ["update"] * 3 + ["warning"] * 2  # the base console still gets everything
+    # 00:00 to 01:00 checked, 00:00 to 00:30 ready: 00:30 to 01:00 held back.
+    console.update_signal_progress(snapshot, "raw_landed", 1, 1, [(start, start + 1800000)],
+                                   [(start, start + 3600000)], 0.1)
+    # What the run history row gets: evaluated intervals (not the audit-only pass), the hold.
+    assert console.evaluated == [
+        {"model": "GOODWORD_WH.MARTS.FCT_EVENTS", "start": "2026-03-14T00:00:00+00:00", "end": "2026-03-14T00:15:00+00:00"},
+        {"model": "GOODWORD_WH.MARTS.FCT_EVENTS", "start": "2026-03-14T00:15:00+00:00", "end": "2026-03-14T00:30:00+00:00"}]
+    assert console.waiting == [{"model": "GOODWORD_WH.MARTS.FCT_EVENTS", "signal": "raw_landed",
+                                "start": "2026-03-14T00:30:00+00:00", "end": "2026-03-14T01:00:00+00:00"}]
     log_text = "[10:00:00] Evaluating ...\n" + out.getvalue()
     models, warnings = run_details.parse(log_text)
-    assert models == [{"model": "GOODWORD_WH.MARTS.FCT_EVENTS", "batches": 2, "duration_ms": 2000, "audits_passed": 5,
+    assert models == [{"model": "GOODWORD_WH.MARTS.FCT_EVENTS", "batches": 3, "duration_ms": 2300, "audits_passed": 6,
                        "audits_failed": 1, "rows": 40, "start": "2026-03-14T00:00:00+00:00",
                        "end": "2026-03-14T00:30:00+00:00", "audit_only": False}]
     assert warnings == [{"model": "MARTS.FCT_EVENTS", "audit": "accepted_values", "count": 7}]
-
-
-def test_recording_console_keeps_the_schedulers_recording():
-    console = run_details.recording_console()
-    assert hasattr(console, "evaluated") and hasattr(console, "waiting")
-    assert isinstance(console, run_details.DetailConsoleMixin)
 
 
 # --- charts, metrics, the landing link --------------------------------------------------------
