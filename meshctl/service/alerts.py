@@ -27,6 +27,7 @@ import json
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -71,9 +72,12 @@ def send(settings: Settings, status: str, subject: str, message: str, detail: st
 
 # --- incidents ------------------------------------------------------------------------------
 class Incidents:
-    def __init__(self, settings: Settings, store):
+    """The open incidents. Their times come from `clock` (the scheduler's), not the database's."""
+
+    def __init__(self, settings: Settings, store, clock: Callable[[], datetime] = _now):
         self.settings = settings
         self.store = store
+        self.clock = clock
         self.table = store.table("alerts")
 
     def current(self, key: str) -> dict | None:
@@ -84,30 +88,32 @@ class Incidents:
 
     def open(self, key: str, kind: str, title: str, detail: str, data: dict) -> bool:
         """Open the incident unless it is open; True when this call opened it (and must notify)."""
+        now = self.clock()
         with self.store.cursor() as cur:
             cur.execute(
                 sql.SQL(
-                    "INSERT INTO {} (key, kind, title, detail, data) VALUES (%s, %s, %s, %s, %s) "
-                    "ON CONFLICT (key) WHERE resolved_at IS NULL DO UPDATE SET last_seen_at = now() "
+                    "INSERT INTO {} (key, kind, title, detail, data, opened_at, last_seen_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (key) WHERE resolved_at IS NULL DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at "
                     "RETURNING (xmax = 0) AS inserted"
                 ).format(self.table),
-                (key, kind, title, detail, json.dumps(data, default=str)),
+                (key, kind, title, detail, json.dumps(data, default=str), now, now),
             )
             return bool(cur.fetchone()[0])
 
     def update(self, key: str, data: dict) -> None:
         with self.store.cursor() as cur:
             cur.execute(
-                sql.SQL("UPDATE {} SET data = %s, last_seen_at = now() WHERE key = %s AND resolved_at IS NULL").format(self.table),
-                (json.dumps(data, default=str), key),
+                sql.SQL("UPDATE {} SET data = %s, last_seen_at = %s WHERE key = %s AND resolved_at IS NULL").format(self.table),
+                (json.dumps(data, default=str), self.clock(), key),
             )
 
     def resolve(self, key: str) -> dict | None:
         """Close the open incident; the row when this call closed it (and must notify)."""
         with self.store.cursor() as cur:
             cur.execute(
-                sql.SQL("UPDATE {} SET resolved_at = now() WHERE key = %s AND resolved_at IS NULL RETURNING *").format(self.table),
-                (key,),
+                sql.SQL("UPDATE {} SET resolved_at = %s WHERE key = %s AND resolved_at IS NULL RETURNING *").format(self.table),
+                (self.clock(), key),
             )
             row = cur.fetchone()
             return dict(zip([d.name for d in cur.description], row)) if row else None
@@ -152,7 +158,7 @@ def evaluate_run(settings: Settings, incidents: Incidents, record) -> None:
             failures = (closed.get("data") or {}).get("failures", 1)
             message = (f"Recovered: SQLMesh runs succeed again in environment {record.environment} "
                        f"(run {record.run_id} {record.status}) after {failures} failed run(s) over "
-                       f"{_ago(closed['opened_at'], _now())}. Status: {status_url(settings)}")
+                       f"{_ago(closed['opened_at'], incidents.clock())}. Status: {status_url(settings)}")
             incidents.mark(key, "resolve_notified", send(settings, "success", "SQLMesh runs recovered", message))
 
 
@@ -295,8 +301,10 @@ def verdicts(settings: Settings, document: dict | None, now: datetime, run_in_fl
     return out
 
 
-def after_run(settings: Settings, record, log_path: Path | None = None) -> None:
-    """The scheduler's hook after a run (see the module docstring). Never raises."""
+def after_run(settings: Settings, record, log_path: Path | None = None,
+              clock: Callable[[], datetime] = _now) -> None:
+    """The scheduler's hook after a run (see the module docstring), on the scheduler's clock.
+    Never raises."""
     if record.status == "skipped":
         return  # another process ran (or runs) this tick and evaluates it
     from meshctl.status.store import Store
@@ -304,7 +312,7 @@ def after_run(settings: Settings, record, log_path: Path | None = None) -> None:
     try:
         store = Store(settings)
         store.ensure()
-        incidents = Incidents(settings, store)
+        incidents = Incidents(settings, store, clock)
         from meshctl.service import run_details
 
         _, warnings = run_details.record(settings, store, record.run_id, log_path)
@@ -322,9 +330,9 @@ def after_run(settings: Settings, record, log_path: Path | None = None) -> None:
         elif record.status in GOOD:
             evaluate_audits(settings, incidents, record, [], [])
         if settings.freshness_check:
-            document = assess_freshness(settings, store, record.run_id)
+            document = assess_freshness(settings, store, record.run_id, clock())
             if not document.get("error"):
-                now = _now()
+                now = clock()
                 evaluate_freshness(settings, incidents, verdicts(settings, document, now), record.environment, now)
     except Exception:
         log.exception("after-run status and alerts failed for run %s", record.run_id)

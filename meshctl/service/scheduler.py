@@ -67,8 +67,12 @@ class Scheduler:
         runner: Runner | None = None,
         sleep: Callable[[float], None] | None = None,
         beat: bool = False,
+        clock: Callable[[], datetime] = _now,
     ):
+        """`runner`, `sleep` and `clock` are the child-process runner, the interruptible sleep and
+        the UTC wall clock unless given (a replay on a simulated clock gives all three)."""
         self.settings = settings
+        self.clock = clock
         self.runner = runner or ChildRunner()
         self.stop = threading.Event()
         self._sleep_fn = sleep
@@ -107,7 +111,7 @@ class Scheduler:
             gateway=settings.gateway,
             host=socket.gethostname(),
             pid=os.getpid(),
-            started_at=_now(),
+            started_at=self.clock(),
             scheduled_for=scheduled_for,
         )
         self.history.ensure()
@@ -117,7 +121,7 @@ class Scheduler:
             lock.acquire(0 if trigger == "cron" else settings.run_lock_wait_seconds,
                          say=lambda line: log.info("%s", line))
         except LockHeld as exc:
-            record.status, record.ended_at = "skipped", _now()
+            record.status, record.ended_at = "skipped", self.clock()
             record.error = f"locked: {exc}"
             self.history.write(record)
             log.info("skipped: %s", record.error)
@@ -130,7 +134,7 @@ class Scheduler:
             if abandoned:
                 log.warning("marked %d earlier run(s) abandoned (their process died)", abandoned)
             if scheduled_for is not None and self.history.tick_done(scheduled_for):
-                record.status, record.ended_at = "skipped", _now()
+                record.status, record.ended_at = "skipped", self.clock()
                 record.error = f"tick {scheduled_for.isoformat()} already ran on another scheduler"
                 self.history.write(record)
                 log.info("skipped: %s", record.error)
@@ -143,7 +147,7 @@ class Scheduler:
             record.status = attempt.status
             record.models, record.intervals, record.waiting = attempt.models, attempt.intervals, attempt.waiting
             record.error, record.error_class = attempt.error, attempt.error_class
-            record.ended_at = _now()
+            record.ended_at = self.clock()
             self.history.write(record)
             # One notification per incident (a failure streak, marts behind, audit warnings
             # jumping) and its recovery, not one per failed run; also the run's details and the
@@ -151,7 +155,7 @@ class Scheduler:
             # lock: its freshness queries must not meet the next writer on a DuckDB file.
             from meshctl.service import alerts
 
-            alerts.after_run(settings, record, log_path)
+            alerts.after_run(settings, record, log_path, clock=self.clock)
         finally:
             lock.release()
         seconds = (record.ended_at - record.started_at).total_seconds()
@@ -210,12 +214,12 @@ class Scheduler:
         self.history.ensure()
         ticks = 0
         log.info("scheduler started: cron %r, environment %s, gateway %s", settings.schedule_cron, settings.environment, settings.gateway)
-        backup_due = self._next_backup(_now())
+        backup_due = self._next_backup(self.clock())
         while not self.stop.is_set():
-            next_tick = croniter(settings.schedule_cron, _now()).get_next(datetime)
+            next_tick = croniter(settings.schedule_cron, self.clock()).get_next(datetime)
             self.beat(force=True, state="idle", next_tick=next_tick.isoformat(), run_id=None)
-            while not self.stop.is_set() and (left := (next_tick - _now()).total_seconds()) > 0:
-                if backup_due is not None and _now() >= backup_due:
+            while not self.stop.is_set() and (left := (next_tick - self.clock()).total_seconds()) > 0:
+                if backup_due is not None and self.clock() >= backup_due:
                     backup_due = self._backup(backup_due)
                 self.stop.wait(min(left, 1.0))
                 self.beat()
@@ -249,7 +253,7 @@ class Scheduler:
         settings = self.settings
         lock = RunLock(settings, holder=describe_self("scheduler state backup"))
         if not lock.try_acquire():
-            return _now() + timedelta(minutes=1)
+            return self.clock() + timedelta(minutes=1)
         try:
             self.beat(force=True, state="backing up")
             proc = subprocess.Popen(

@@ -13,14 +13,14 @@ the single-page app's index) gets a "Service status" link to /status.
 from __future__ import annotations
 
 import html
-
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 import psycopg2
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -58,8 +58,11 @@ def _when(value) -> str:
 
 
 class StatusApp:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None):
+        """`clock`: the UTC wall clock the page judges freshness by, unless given (a replay on a
+        simulated clock gives its own)."""
         self.settings = settings
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.templates = _environment()
         self.app = Starlette(routes=[
             Route("/status", self.page),
@@ -89,12 +92,12 @@ class StatusApp:
 
     # Plain functions: Starlette runs them in its thread pool (they wait on PostgreSQL).
     def page(self, request: Request) -> Response:
-        facts = data.gather(self.settings)
+        facts = data.gather(self.settings, self.clock())
         html = self.templates.get_template("status.html").render(s=facts, settings=self.settings)
         return HTMLResponse(html, headers={"cache-control": "no-store"})
 
     def json(self, request: Request) -> Response:
-        return JSONResponse(json.loads(json.dumps(data.gather(self.settings), default=str)),
+        return JSONResponse(json.loads(json.dumps(data.gather(self.settings, self.clock()), default=str)),
                             headers={"cache-control": "no-store"})
 
     def run(self, request: Request) -> Response:
@@ -112,7 +115,7 @@ class StatusApp:
         return JSONResponse(json.loads(json.dumps(facts, default=str)))
 
     def metrics(self, request: Request) -> Response:
-        return PlainTextResponse(prometheus(data.gather(self.settings)),
+        return PlainTextResponse(prometheus(data.gather(self.settings, self.clock())),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
