@@ -281,6 +281,20 @@ def history_rows(pg_server, dbname: str, *, plans: bool = False) -> list[dict]:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
+def assert_runs_match_history(page, facts: dict, rows: list[dict]) -> None:
+    """The status page (`page`, and its /status.json `facts`) lists every run of run history
+    (`rows`), newest first, as run history says it."""
+    expected = sorted(rows, key=lambda r: r["started_at"], reverse=True)
+    assert [r["run_id"] for r in facts["runs"]] == [r["run_id"] for r in expected]
+    for shown, row in zip(facts["runs"], expected):
+        assert (shown["status"], shown["trigger"], shown["attempts"]) == (row["status"], row["trigger"], row["attempts"])
+        assert shown["intervals"] == len(row["intervals"]) and shown["waiting"] == len(row["waiting"])
+        assert shown["error"] == ((row["error"] or "").strip().splitlines() or [""])[0][:300]
+        cells = page.locator(f'tr.run[data-run="{row["run_id"]}"]')
+        assert cells.count() == 1
+        assert cells.locator(".badge").inner_text() == row["status"]
+
+
 @contextlib.contextmanager
 def webhook_receiver(path: str = "/services/T000/B000/XXXX") -> Iterator[tuple[str, list[dict]]]:
     """A Slack-style incoming webhook on loopback (real HTTP): yields (url, received), received

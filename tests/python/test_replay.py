@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import resource
 import time
@@ -32,14 +33,18 @@ from unittest import mock
 import mart_checks
 import oracle
 import pytest
+import replay_service
 import replay_sim
 from raw_helpers import isolated_settings
+from service_helpers import webhook_receiver
 from sqlmesh.core import constants as sqlmesh_constants
 from sqlmesh.core.scheduler import Scheduler
 
 from meshctl.project.gateways import open_context
 from meshctl.raw import warehouse as raw_warehouse
 from meshctl.raw.schema import raw_tables
+from meshctl.service.run_history import RunRecord
+from meshctl.service.scheduler import Scheduler as ServiceScheduler
 
 T0 = datetime(2026, 3, 13, 0, 30)
 # Simulated days of ticks (96 runs a day). The defaults are the replay's specification; the
@@ -66,6 +71,9 @@ class Replay:
     mirror: replay_sim.RawMirror | None = None
     failures: list[tuple[datetime, list[str]]] = dataclasses.field(default_factory=list)
     first_failure: str | None = None
+    records: list[RunRecord] = dataclasses.field(default_factory=list)  # the scheduler's, if it ran them
+    settings: object = None
+    received: list[dict] = dataclasses.field(default_factory=list)  # webhook messages, if it ran them
 
     @property
     def failure(self) -> str | None:
@@ -106,9 +114,15 @@ def describe(batches: list[replay_sim.Batch]) -> str:
 
 
 def replay(settings, gateway: str, scenario: replay_sim.Scenario,
-           reopen_every: int | None = None) -> Replay:
+           reopen_every: int | None = None, service: bool = False,
+           offline: frozenset[datetime] = frozenset()) -> Replay:
     """The replay; with `reopen_every`, a fresh Context every that many ticks (the scheduler
-    runs each run in a fresh process; fakesnow's connections grow by megabytes a run)."""
+    runs each run in a fresh process; fakesnow's connections grow by megabytes a run).
+
+    With `service`, each tick is the scheduler's `run_once("cron")` on a simulated clock
+    (replay_service.py), which opens a fresh Context per run as the scheduler's child does. At
+    the `offline` ticks, RAW ORGANIZATIONS is renamed away for the run (replication maintenance):
+    that run must fail, and the next one must catch up."""
     result = Replay(gateway, scenario)
     tables = raw_tables(settings.project_dir)
     began = time.monotonic()
@@ -128,6 +142,11 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
         evaluated.append(snapshot.name)
         return evaluate(self, snapshot, *args, **kwargs)
 
+    clock = replay_service.SimClock()
+    scheduler = (ServiceScheduler(settings, runner=replay_service.InProcessRunner(clock), sleep=clock.sleep,
+                                  clock=clock) if service else None)
+    orgs = '"GOODWORD_WH"."RAW"."ORGANIZATIONS"'
+
     # SQLMesh loads its cached optimized queries in a pool of forked processes on every run:
     # about 2 s a run here, and in a process that has run for a while (fakesnow's DuckDB reserves
     # ever more address space) the fork fails with ENOMEM. In-process loading does the same work.
@@ -141,11 +160,15 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
                      skip_tests=True, skip_linter=True)
         result.seconds["first plan"] = time.monotonic() - began
         raw = replay_sim.read_raw(adapter, tables)
+        if service:  # the runs open their own Context; the replay reads through a warehouse
+            stack.close()
+            adapter = stack.enter_context(raw_warehouse.open_warehouse(settings, gateway))
         previous = scenario.t0
         for tick in [scenario.t0, *scenario.ticks]:
             landed = scenario.between(previous, tick) if tick != scenario.t0 else []
+            built = True
             if tick != scenario.t0:
-                if reopen_every and result.ticks and result.ticks % reopen_every == 0:
+                if not service and reopen_every and result.ticks and result.ticks % reopen_every == 0:
                     began = time.monotonic()
                     stack.close()
                     context = stack.enter_context(open_context(settings, gateway))
@@ -160,20 +183,36 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
                     raw = replay_sim.read_raw(adapter, tables)
                 timers["land"] += time.monotonic() - began
                 began, evaluated[:] = time.monotonic(), []
-                status = context.run(execution_time=tick)
+                if service:
+                    if tick in offline:
+                        adapter.execute(f"ALTER TABLE {orgs} RENAME TO {orgs[:-1]}_OFFLINE\"")
+                    stack.close()  # fakesnow: one emulation at a time in a process
+                    clock.at(tick)
+                    record = scheduler.run_once("cron", scheduled_for=tick.replace(tzinfo=timezone.utc))
+                    result.records.append(record)
+                    adapter = stack.enter_context(raw_warehouse.open_warehouse(settings, gateway))
+                    if tick in offline:
+                        adapter.execute(f"ALTER TABLE {orgs[:-1]}_OFFLINE\" RENAME TO {orgs}")
+                    built = record.status in ("success", "nothing_to_do")
+                    assert built != (tick in offline), (
+                        f"{gateway}: the scheduled run at {tick}: {record.status} {record.error}")
+                else:
+                    status = context.run(execution_time=tick)
+                    assert status.is_success, f"{gateway}: sqlmesh run at {tick}: {status}"
                 spent = time.monotonic() - began
                 timers["run"] += spent
                 result.runs.append((len(evaluated), spent))
                 result.ticks += 1
-                assert status.is_success, f"{gateway}: sqlmesh run at {tick}: {status}"
             began = time.monotonic()
             marts = mart_checks.read_marts(adapter)
             timers["read marts"] += time.monotonic() - began
             began = time.monotonic()
-            history.observe(tick, raw)
+            if built:  # a failed run observed nothing (DIM_ORGANIZATIONS_HISTORY's builds)
+                history.observe(tick, raw)
             d_star = oracle.latest_complete_date(raw, tick)
             expected = oracle.marts(raw, d_star, history)
-            problems = mart_checks.all_differences(marts, expected)
+            # After a failed run the marts may lag (the contract is kept from the next run on).
+            problems = mart_checks.all_differences(marts, expected) if built else {}
             timers["oracle and compare"] += time.monotonic() - began
             result.observed.append((tick, d_star, stripe_watermark(raw), expected))
             if problems:
@@ -225,15 +264,32 @@ def local_replay(tmp_path_factory):
         return replay(settings, "local", replay_sim.build_scenario(T0, days=LOCAL_DAYS))
 
 
+# The two ticks of the replayed day whose runs find RAW ORGANIZATIONS gone (replay(offline=...)).
+OFFLINE = frozenset({datetime(2026, 3, 13, 11, 0), datetime(2026, 3, 13, 11, 15)})
+STATUS_USER, STATUS_PASSWORD = "admin", "replay-status"
+STATUS_BASE = "http://status.replay.test:8000"  # what the alerts link to
+
+
 @pytest.fixture(scope="module")
 def fakesnow_replay(tmp_path_factory, module_pg_database_factory, pg_server):
+    """The Snowflake path's replay, each tick a scheduled run of the service (run history, run
+    details, freshness and alerts in PostgreSQL, the state too), alerts to a loopback webhook."""
     state_db = module_pg_database_factory("replay")
-    with pytest.MonkeyPatch.context() as monkeypatch:
+    root = tmp_path_factory.mktemp("replay-fakesnow")
+    with pytest.MonkeyPatch.context() as monkeypatch, \
+            webhook_receiver("/services/T0/B0/REPLAY") as (hook_url, received):
         monkeypatch.setenv("MODEL_START", MODEL_START)
         pg_server.use_for_state(monkeypatch, state_db)
-        settings = isolated_settings(tmp_path_factory.mktemp("replay-fakesnow"), monkeypatch)
-        return replay(settings, "fakesnow", replay_sim.build_scenario(T0, days=FAKESNOW_DAYS),
-                      reopen_every=8)
+        for key, value in {"MESHCTL_GATEWAY": "fakesnow", "MESHCTL_SLACK_WEBHOOK_URL": hook_url,
+                           "MESHCTL_STATUS_BASE_URL": STATUS_BASE, "MESHCTL_STATUS_RUNS": "500",
+                           "MESHCTL_RUN_LOG_DIR": str(root / "logs"),
+                           "MESHCTL_UI_USERNAME": STATUS_USER, "MESHCTL_UI_PASSWORD": STATUS_PASSWORD}.items():
+            monkeypatch.setenv(key, value)
+        settings = isolated_settings(root, monkeypatch)
+        result = replay(settings, "fakesnow", replay_sim.build_scenario(T0, days=FAKESNOW_DAYS),
+                        service=True, offline=OFFLINE)
+        result.settings, result.received = settings, list(received)
+        return result
 
 
 def test_local_every_tick_matches_the_oracle(local_replay):
@@ -400,3 +456,123 @@ def test_local_replay_exercised_every_case(local_replay):
 
 def test_fakesnow_replay_exercised_its_cases(fakesnow_replay):
     assert_covered(fakesnow_replay)
+
+
+# --- the status page after the replayed day (issue 12) ---------------------------------------
+
+WHOLE_DAYS = {"METRICS_DAILY", "FCT_MRR_DAILY"}  # published only once a date is complete
+RED, RED_BG = (0xC6, 0x28, 0x28), (0xFD, 0xEC, 0xEA)
+
+
+def _as_date(value) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _newest_landed(raw: dict, table: str) -> datetime | None:
+    stamps = [row.get("_REPLICATED_AT") or row.get("_AIRBYTE_EXTRACTED_AT") for row in raw.get(table, [])]
+    stamps = [s.replace(tzinfo=None) if s.tzinfo else s for s in stamps if s is not None]
+    return max(stamps, default=None)
+
+
+def test_the_status_page_shows_the_replayed_day_as_run_history_and_the_marts_say(fakesnow_replay, tmp_path):
+    """In Chromium, five minutes after the replay's last tick: every run of the day as run history
+    has it, the two failed runs red with their error, each mart's published date as the mart
+    holds it and its verdict by the contract, the RAW it was judged against as RAW holds it, the
+    one failure incident and its recovery (as the webhook got them), cost per model and per run
+    from the query tags the emulation recorded."""
+    from playwright.sync_api import sync_playwright
+
+    from png_pixels import share
+    from service_helpers import assert_runs_match_history
+
+    from meshctl.service.basic_auth import BasicAuthMiddleware
+    from meshctl.service.run_history import RunHistory
+    from meshctl.status import data as status_data
+    from meshctl.status.web import StatusApp
+
+    result = fakesnow_replay
+    settings, scenario = result.settings, result.scenario
+    now = (scenario.ticks[-1] + timedelta(minutes=5)).replace(tzinfo=timezone.utc)
+    rows = RunHistory(settings).recent(limit=1000)
+    # Run history holds what the scheduler returned: one cron run per tick, the offline two failed.
+    assert sorted(r["run_id"] for r in rows) == sorted(r.run_id for r in result.records)
+    assert len(rows) == len(scenario.ticks) and {r["trigger"] for r in rows} == {"cron"}
+    failed = sorted((r for r in rows if r["status"] == "failed"), key=lambda r: r["started_at"])
+    assert [r["scheduled_for"].replace(tzinfo=None) for r in failed] == sorted(OFFLINE)
+    for row in failed:  # the run found RAW ORGANIZATIONS gone: the error says so
+        assert "ORGANIZATIONS" in row["error"].upper(), row["error"]
+
+    status_data.COST.clear()
+    app = BasicAuthMiddleware(StatusApp(settings, clock=lambda: now).app, STATUS_USER, STATUS_PASSWORD)
+    with replay_service.serving(app) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        context = browser.new_context(http_credentials={"username": STATUS_USER, "password": STATUS_PASSWORD},
+                                      viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        try:
+            assert page.goto(base + "/status").status == 200
+            facts = page.context.request.get(base + "/status.json").json()
+            page.screenshot(path=str(tmp_path / "status-after-the-day.png"), full_page=True)
+
+            # Every run, as run history has it; the failed ones red, with their error.
+            assert_runs_match_history(page, facts, rows)
+            for row in failed:
+                shown = page.locator(f'tr.run[data-run="{row["run_id"]}"]')
+                assert shown.locator("td.error").inner_text() == row["error"].strip().splitlines()[0][:300]
+                assert share(shown.locator(".badge").screenshot(), RED) > 0.3
+                assert share(shown.screenshot(), RED_BG) > 0.5
+            assert page.locator("#chart-durations circle.run-dot").count() == len(rows)
+
+            # Freshness, as the marts and RAW say. Nothing landed after the last run, so every
+            # mart is fresh, except that the whole-days marts wait while the oracle's latest
+            # complete date is not yet yesterday.
+            d_star = result.observed[-1][1]
+            yesterday = now.date() - timedelta(days=1)
+            verdicts = {m["mart"]: m for m in facts["freshness"]["marts"]}
+            assert set(verdicts) == set(result.final_marts)
+            for mart, verdict in verdicts.items():
+                want = "pending" if mart in WHOLE_DAYS and d_star != yesterday else "fresh"
+                assert verdict["status"] == want, (mart, verdict)
+                if verdict["date_column"]:
+                    published = max(_as_date(r[verdict["date_column"]]) for r in result.final_marts[mart])
+                    assert verdict["published"] == published.isoformat(), mart
+                for source in verdict["sources"]:
+                    landed = _newest_landed(result.final_raw, source["table"])
+                    assert datetime.fromisoformat(source["newest"]).replace(tzinfo=None) == landed, (mart, source)
+                badge = page.locator(f'tr.mart[data-mart="{mart}"] .badge')
+                assert badge.inner_text() == want
+            if d_star == yesterday - timedelta(days=1):
+                assert all(verdicts[m]["reason"] for m in WHOLE_DAYS)
+
+            # One incident for the two failed runs, one recovery; each alert sent once.
+            texts = [json.dumps(m) for m in result.received]
+            opened = [t for t in texts if "SQLMesh run failed" in t]
+            assert len(opened) == 1 and f"{STATUS_BASE}/status/runs/{failed[0]['run_id']}" in opened[0], texts
+            recovered = [t for t in texts if "SQLMesh runs succeed again" in t]
+            assert len(recovered) == 1 and "after 2 failed run(s)" in recovered[0], texts
+            alerts = facts["alerts"]["open"] + facts["alerts"]["recent"]
+            assert len(texts) == len(alerts) + len(facts["alerts"]["recent"]), (texts, alerts)
+            assert page.locator("#alerts .alert.resolved").filter(has_text="SQLMesh run failed").count() == 1
+
+            # Cost from the recorded tags: every model the day built, and each run that built one.
+            assert facts["cost"]["source"] == "emulated"
+            costed = {line["key"].replace('"', "").upper() for line in facts["cost"]["by_model"]}
+            built = {m.replace('"', "").upper() for r in rows for m in r["models"]}
+            assert built and built <= costed, built - costed
+            assert page.locator("#cost-by-model tbody tr").count() == min(25, len(facts["cost"]["by_model"]))
+            busy = max(rows, key=lambda r: len(r["models"]))
+            run = page.context.request.get(f"{base}/status/runs/{busy['run_id']}.json").json()
+            assert run["cost"] and run["cost"]["statements"] > 0, run["cost"]
+
+            # A run's page: each model it built, from run history; a failed run's page, its error.
+            page.goto(f"{base}/status/runs/{busy['run_id']}")
+            models = page.locator("#models tbody tr[data-model]")
+            assert {models.nth(i).get_attribute("data-model") for i in range(models.count())} == set(busy["models"])
+            page.goto(f"{base}/status/runs/{failed[0]['run_id']}")
+            assert page.locator("#run-error").inner_text() == failed[0]["error"].strip()
+            assert share(page.locator("#run .badge").screenshot(), RED) > 0.3
+        finally:
+            context.close()
+            browser.close()

@@ -28,7 +28,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from png_pixels import share
-from service_helpers import free_port, history_rows, spawn_meshctl, terminating, wait_http, webhook_receiver
+from service_helpers import (assert_runs_match_history, free_port, history_rows, spawn_meshctl, terminating,
+                             wait_http, webhook_receiver)
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -134,19 +135,6 @@ def _status_json(page, base: str) -> dict:
     return response.json()
 
 
-def _assert_runs_match_history(page, facts: dict, rows: list[dict]) -> None:
-    """Every run of run history, newest first, as run history says it."""
-    expected = sorted(rows, key=lambda r: r["started_at"], reverse=True)
-    assert [r["run_id"] for r in facts["runs"]] == [r["run_id"] for r in expected]
-    for shown, row in zip(facts["runs"], expected):
-        assert (shown["status"], shown["trigger"], shown["attempts"]) == (row["status"], row["trigger"], row["attempts"])
-        assert shown["intervals"] == len(row["intervals"]) and shown["waiting"] == len(row["waiting"])
-        assert shown["error"] == ((row["error"] or "").strip().splitlines() or [""])[0][:300]
-        cells = page.locator(f'tr.run[data-run="{row["run_id"]}"]')
-        assert cells.count() == 1
-        assert cells.locator(".badge").inner_text() == row["status"]
-
-
 def test_the_status_page_follows_a_stretch_of_runs(stretch, pg_server):
     base, received, env = stretch["base"], stretch["received"], stretch["env"]
     shots = stretch["root"] / "screenshots"
@@ -180,7 +168,7 @@ def test_the_status_page_follows_a_stretch_of_runs(stretch, pg_server):
             assert [r["status"] for r in rows] == ["failed"]
             page.reload()
             facts = _status_json(page, base)
-            _assert_runs_match_history(page, facts, rows)
+            assert_runs_match_history(page, facts, rows)
             error = rows[0]["error"].strip().splitlines()[0]  # whatever SQLMesh made of the held file
             failed = page.locator(f'tr.run[data-run="{rows[0]["run_id"]}"]')
             assert failed.locator("td.error").inner_text() == error
@@ -206,7 +194,7 @@ def test_the_status_page_follows_a_stretch_of_runs(stretch, pg_server):
             assert not marts["events"] & set(ids)
             page.goto(base + "/status")
             facts = _status_json(page, base)
-            _assert_runs_match_history(page, facts, rows)
+            assert_runs_match_history(page, facts, rows)
             verdicts = {m["mart"]: m for m in facts["freshness"]["marts"]}
             assert {m for m, v in verdicts.items() if v["status"] == "behind"} == {"FCT_EVENTS", "METRICS_DAILY"}
             landed = stretch["landed_at"].strftime("%Y-%m-%d %H:%M UTC")
@@ -232,7 +220,7 @@ def test_the_status_page_follows_a_stretch_of_runs(stretch, pg_server):
             assert set(ids) <= marts["events"]
             page.goto(base + "/status")
             facts = _status_json(page, base)
-            _assert_runs_match_history(page, facts, rows)
+            assert_runs_match_history(page, facts, rows)
             verdicts = {m["mart"]: m for m in facts["freshness"]["marts"]}
             assert verdicts["FCT_EVENTS"]["status"] == "fresh"
             assert not [m for m, v in verdicts.items() if v["status"] == "behind"]
