@@ -105,14 +105,14 @@ def describe(batches: list[replay_sim.Batch]) -> str:
         f"{ {t.split('.')[-1]: len(r) for t, r in b.stripe.items()} })" for b in batches) or "none"
 
 
-def replay(settings, gateway: str, scenario: replay_sim.Scenario,
+def replay(settings, scenario: replay_sim.Scenario,
            reopen_every: int | None = None) -> Replay:
     """The replay; with `reopen_every`, a fresh Context every that many ticks (the scheduler
     runs each run in a fresh process; fakesnow's connections grow by megabytes a run)."""
-    result = Replay(gateway, scenario)
+    result = Replay(settings.gateway, scenario)
     tables = raw_tables(settings.project_dir)
     began = time.monotonic()
-    with raw_warehouse.open_warehouse(settings, gateway) as adapter:
+    with raw_warehouse.open_warehouse(settings) as adapter:
         replay_sim.create_raw(adapter, tables)
         replay_sim.land_history(adapter, tables, scenario.history())
     result.seconds["history landed"] = time.monotonic() - began
@@ -133,7 +133,7 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
     # ever more address space) the fork fails with ENOMEM. In-process loading does the same work.
     with mock.patch.object(sqlmesh_constants, "MAX_FORK_WORKERS", 1), \
             mock.patch.object(Scheduler, "evaluate", counted), contextlib.ExitStack() as stack:
-        context = stack.enter_context(open_context(settings, gateway))
+        context = stack.enter_context(open_context(settings))
         adapter = context.engine_adapter
         began = time.monotonic()
         # Unit tests and lint are `make test`'s job; this checks what the runs produce.
@@ -148,7 +148,7 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
                 if reopen_every and result.ticks and result.ticks % reopen_every == 0:
                     began = time.monotonic()
                     stack.close()
-                    context = stack.enter_context(open_context(settings, gateway))
+                    context = stack.enter_context(open_context(settings))
                     adapter = context.engine_adapter
                     timers["reopen context"] = (timers.get("reopen context", 0.0)
                                                 + time.monotonic() - began)
@@ -165,7 +165,7 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
                 timers["run"] += spent
                 result.runs.append((len(evaluated), spent))
                 result.ticks += 1
-                assert status.is_success, f"{gateway}: sqlmesh run at {tick}: {status}"
+                assert status.is_success, f"{settings.gateway}: sqlmesh run at {tick}: {status}"
             began = time.monotonic()
             marts = mart_checks.read_marts(adapter)
             timers["read marts"] += time.monotonic() - began
@@ -182,7 +182,7 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
                 result.failures.append((tick, list(problems)))
                 if result.first_failure is None:
                     result.first_failure = (
-                        f"{gateway}: after the run at {tick} (D* {d_star}; landed since "
+                        f"{settings.gateway}: after the run at {tick} (D* {d_star}; landed since "
                         f"{previous}: {describe(landed)}), MARTS " + "\n".join(
                             f"{mart}:\n{text}" for mart, text in problems.items()))
             previous = tick
@@ -221,8 +221,8 @@ def oracle_replay(scenario: replay_sim.Scenario, tables) -> Replay:
 def local_replay(tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("MODEL_START", MODEL_START)
-        settings = isolated_settings(tmp_path_factory.mktemp("replay-local"), monkeypatch)
-        return replay(settings, "local", replay_sim.build_scenario(T0, days=LOCAL_DAYS))
+        settings = isolated_settings(tmp_path_factory.mktemp("replay-local"), monkeypatch, "local")
+        return replay(settings, replay_sim.build_scenario(T0, days=LOCAL_DAYS))
 
 
 @pytest.fixture(scope="module")
@@ -231,8 +231,8 @@ def fakesnow_replay(tmp_path_factory, module_pg_database_factory, pg_server):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("MODEL_START", MODEL_START)
         pg_server.use_for_state(monkeypatch, state_db)
-        settings = isolated_settings(tmp_path_factory.mktemp("replay-fakesnow"), monkeypatch)
-        return replay(settings, "fakesnow", replay_sim.build_scenario(T0, days=FAKESNOW_DAYS),
+        settings = isolated_settings(tmp_path_factory.mktemp("replay-fakesnow"), monkeypatch, "fakesnow")
+        return replay(settings, replay_sim.build_scenario(T0, days=FAKESNOW_DAYS),
                       reopen_every=8)
 
 
