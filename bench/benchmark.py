@@ -68,7 +68,7 @@ def say(line: str) -> None:
 def settings_for(data_dir: str):
     from meshctl.settings import Settings
 
-    return Settings(_env_file=None, LOCAL_DATA_DIR=Path(data_dir), MESHCTL_GATEWAY="local",
+    return Settings(_env_file=None, data_dirs={"local": Path(data_dir)}, MESHCTL_GATEWAY="local",
                     MESHCTL_PROJECT_DIR=Path(os.environ["MESHCTL_PROJECT_DIR"]))
 
 
@@ -185,7 +185,7 @@ def phase_generate(data_dir: str, params) -> dict:
     from meshctl.raw.schema import raw_tables
 
     settings = settings_for(data_dir)
-    with raw_warehouse.open_warehouse(settings, "local") as adapter:
+    with raw_warehouse.open_warehouse(settings) as adapter:
         began = time.monotonic()
         counts = generate(adapter, raw_tables(settings.project_dir), params, lambda s: say("  " + s))
         seconds = time.monotonic() - began
@@ -197,7 +197,7 @@ def phase_build(data_dir: str, execution_time: datetime) -> dict:
     from meshctl.project.gateways import open_context
 
     began = time.monotonic()
-    with open_context(settings_for(data_dir), "local") as context:
+    with open_context(settings_for(data_dir)) as context:
         loaded = time.monotonic() - began
         adapter = context.engine_adapter
         landed = count(adapter, f'SELECT COUNT(DISTINCT "ID") FROM {RAW_EVENTS} '
@@ -220,7 +220,7 @@ def phase_ticks(data_dir: str, ticks: list[datetime], new_event_ids: int) -> lis
 
     began = time.monotonic()
     results = []
-    with open_context(settings_for(data_dir), "local") as context:
+    with open_context(settings_for(data_dir)) as context:
         say(f"  context loaded in {time.monotonic() - began:.1f}s")
         adapter = context.engine_adapter
         for at in ticks:
@@ -253,7 +253,7 @@ def phase_append_day(data_dir: str, seed: int, events_per_day: int) -> dict:
     from meshctl.raw.schema import raw_tables
 
     settings = settings_for(data_dir)
-    with raw_warehouse.open_warehouse(settings, "local") as adapter:
+    with raw_warehouse.open_warehouse(settings) as adapter:
         ids = f'SELECT COUNT(DISTINCT "ID") FROM {RAW_EVENTS}'
         rows = f"SELECT COUNT(*) FROM {RAW_EVENTS}"
         before, rows_before = count(adapter, ids), count(adapter, rows)
@@ -273,7 +273,7 @@ def phase_append_hour(data_dir: str, seed: int, events_per_day: int) -> dict:
     from meshctl.raw.schema import raw_tables
 
     settings = settings_for(data_dir)
-    with raw_warehouse.open_warehouse(settings, "local") as adapter:
+    with raw_warehouse.open_warehouse(settings) as adapter:
         began = time.monotonic()
         batch = append_hour(adapter, raw_tables(settings.project_dir), seed, events_per_day,
                             lambda s: say("  " + s))

@@ -13,35 +13,32 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from meshctl.errors import ExpectedFailure
 from meshctl.settings import Settings
 
-# The keys each JSON secret may hold, mapped to Settings fields. Documented in docs/deployment.md.
+# The keys each JSON secret may hold, mapped to fields of its part (settings.snowflake,
+# settings.state_db). Documented in docs/deployment.md.
 SNOWFLAKE_SECRET_KEYS = {
-    "account": "snowflake_account",
-    "user": "snowflake_user",
-    "role": "snowflake_role",
-    "warehouse": "snowflake_warehouse",
-    "database": "snowflake_database",
-    "password": "snowflake_password",
-    "private_key": "snowflake_private_key",
-    "private_key_passphrase": "snowflake_private_key_passphrase",
+    "account": "account",
+    "user": "user",
+    "role": "role",
+    "warehouse": "warehouse",
+    "database": "database",
+    "password": "password",
+    "private_key": "private_key",
+    "private_key_passphrase": "private_key_passphrase",
 }
 STATE_DB_SECRET_KEYS = {
-    "host": "state_db_host",
-    "port": "state_db_port",
-    "dbname": "state_db_name",
-    "username": "state_db_user",
-    "password": "state_db_password",
+    "host": "host",
+    "port": "port",
+    "dbname": "name",
+    "username": "user",
+    "password": "password",
 }
-SECRET_FIELDS = {
-    "snowflake_password",
-    "snowflake_private_key",
-    "snowflake_private_key_passphrase",
-    "state_db_password",
-}
+# Fields of those parts that hold a secret value.
+SECRET_FIELDS = {"password", "private_key", "private_key_passphrase"}
 
 
 class SecretError(ExpectedFailure):
@@ -70,9 +67,8 @@ def _fetch_json_secret(client, name: str) -> dict:
     return value
 
 
-def _apply(
-    settings: Settings, name: str, secret: dict, keys: Mapping[str, str], required: set[str]
-) -> dict:
+def _apply(part: BaseModel, name: str, secret: dict, keys: Mapping[str, str], required: set[str]) -> BaseModel:
+    """`part` (settings.snowflake or settings.state_db) with the values of `secret` filled in."""
     missing = sorted(k for k in required if secret.get(k) in (None, ""))
     if missing:
         raise SecretError(f"secret '{name}' lacks key(s): {', '.join(missing)}")
@@ -81,12 +77,12 @@ def _apply(
         if secret.get(key) in (None, ""):
             continue
         # An explicitly set environment variable wins, so one host can override one value.
-        if field in settings.model_fields_set:
+        if field in part.model_fields_set:
             continue
         value = secret[key]
         if field in SECRET_FIELDS:
             value = SecretStr(str(value))
-        elif field == "state_db_port":
+        elif field == "port":
             try:
                 value = int(value)
             except (TypeError, ValueError):
@@ -94,33 +90,33 @@ def _apply(
         else:
             value = str(value)
         updates[field] = value
-    return updates
+    return part.model_copy(update=updates)
 
 
 def resolve(settings: Settings, client=None) -> Settings:
     """Settings with credentials filled from Secrets Manager when enabled; else unchanged.
     Settings this returned are returned as they are (nothing is fetched twice)."""
-    if settings.secrets_backend != "aws" or settings._secrets_resolved:
+    if settings.aws.secrets_backend != "aws" or settings._secrets_resolved:
         return settings
     if client is None:
         import boto3
 
         client = boto3.client(
-            "secretsmanager", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url
+            "secretsmanager", region_name=settings.aws.region, endpoint_url=settings.aws.endpoint_url
         )
     updates: dict = {}
-    if settings.gateway == "snowflake" and settings.snowflake_secret_name:
-        name = settings.snowflake_secret_name
+    if settings.gateway == "snowflake" and settings.snowflake.secret_name:
+        name = settings.snowflake.secret_name
         secret = _fetch_json_secret(client, name)
-        updates |= _apply(settings, name, secret, SNOWFLAKE_SECRET_KEYS, {"account", "user"})
+        updates["snowflake"] = _apply(settings.snowflake, name, secret, SNOWFLAKE_SECRET_KEYS, {"account", "user"})
         if not (secret.get("private_key") or secret.get("password")) and not (
-            settings.snowflake_private_key_path or settings.snowflake_password
+            settings.snowflake.private_key_path or settings.snowflake.password
         ):
             raise SecretError(f"secret '{name}' lacks key(s): private_key or password")
-    if settings.state_db_secret_name:
-        name = settings.state_db_secret_name
+    if settings.state_db.secret_name:
+        name = settings.state_db.secret_name
         secret = _fetch_json_secret(client, name)
-        updates |= _apply(settings, name, secret, STATE_DB_SECRET_KEYS, {"username", "password"})
+        updates["state_db"] = _apply(settings.state_db, name, secret, STATE_DB_SECRET_KEYS, {"username", "password"})
     resolved = settings.model_copy(update=updates)
     resolved._secrets_resolved = True
     return resolved
@@ -149,41 +145,41 @@ def private_key_for_sqlmesh(pem: str, passphrase: str | None) -> str:
 def connection_env(settings: Settings) -> dict[str, str]:
     """The variables config.yaml reads, from resolved settings (values only where set)."""
     env: dict[str, str] = {
-        "STATE_DB_HOST": settings.state_db_host,
-        "STATE_DB_PORT": str(settings.state_db_port),
-        "STATE_DB_NAME": settings.state_db_name,
-        "STATE_DB_USER": settings.state_db_user,
-        "STATE_DB_SSLMODE": settings.state_db_sslmode,
-        "STATE_SCHEMA": settings.state_schema,
-        "SNOWFLAKE_DATABASE": settings.snowflake_database,
-        "LOCAL_DATA_DIR": str(settings.resolve(settings.local_data_dir)),
+        "STATE_DB_HOST": settings.state_db.host,
+        "STATE_DB_PORT": str(settings.state_db.port),
+        "STATE_DB_NAME": settings.state_db.name,
+        "STATE_DB_USER": settings.state_db.user,
+        "STATE_DB_SSLMODE": settings.state_db.sslmode,
+        "STATE_SCHEMA": settings.state_db.state_schema,
+        "SNOWFLAKE_DATABASE": settings.snowflake.database,
+        "LOCAL_DATA_DIR": str(settings.resolve(settings.data_dirs.local)),
         # The session QUERY_TAG (config.yaml) and the models' tags (macros/query_tag.py) name it.
         "DEPLOY_ENV": settings.deploy_env,
     }
-    if settings.state_db_password:
-        env["STATE_DB_PASSWORD"] = settings.state_db_password.get_secret_value()
+    if settings.state_db.password:
+        env["STATE_DB_PASSWORD"] = settings.state_db.password.get_secret_value()
     for field, var in (
-        ("snowflake_account", "SNOWFLAKE_ACCOUNT"),
-        ("snowflake_user", "SNOWFLAKE_USER"),
-        ("snowflake_role", "SNOWFLAKE_ROLE"),
-        ("snowflake_warehouse", "SNOWFLAKE_WAREHOUSE"),
+        ("account", "SNOWFLAKE_ACCOUNT"),
+        ("user", "SNOWFLAKE_USER"),
+        ("role", "SNOWFLAKE_ROLE"),
+        ("warehouse", "SNOWFLAKE_WAREHOUSE"),
     ):
-        if getattr(settings, field):
-            env[var] = getattr(settings, field)
-    if settings.snowflake_private_key_path:
-        env["SNOWFLAKE_PRIVATE_KEY_PATH"] = str(settings.snowflake_private_key_path)
-        if settings.snowflake_private_key_passphrase:
+        if getattr(settings.snowflake, field):
+            env[var] = getattr(settings.snowflake, field)
+    if settings.snowflake.private_key_path:
+        env["SNOWFLAKE_PRIVATE_KEY_PATH"] = str(settings.snowflake.private_key_path)
+        if settings.snowflake.private_key_passphrase:
             env["SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"] = (
-                settings.snowflake_private_key_passphrase.get_secret_value()
+                settings.snowflake.private_key_passphrase.get_secret_value()
             )
-    elif settings.snowflake_private_key:
-        key = settings.snowflake_private_key.get_secret_value()
+    elif settings.snowflake.private_key:
+        key = settings.snowflake.private_key.get_secret_value()
         if key.lstrip().startswith("-----BEGIN"):
-            passphrase = settings.snowflake_private_key_passphrase
+            passphrase = settings.snowflake.private_key_passphrase
             key = private_key_for_sqlmesh(key, passphrase.get_secret_value() if passphrase else None)
         env["SNOWFLAKE_PRIVATE_KEY"] = key
-    elif settings.snowflake_password:
-        env["SNOWFLAKE_PASSWORD"] = settings.snowflake_password.get_secret_value()
+    elif settings.snowflake.password:
+        env["SNOWFLAKE_PASSWORD"] = settings.snowflake.password.get_secret_value()
     return env
 
 

@@ -576,7 +576,7 @@ def pull(
 ) -> PullResult:
     """Download bundle `version` (or latest), verify every file, and swap it into `dest`."""
     bucket = bucket or Bucket(settings)
-    dest = Path(dest) if dest else settings.resolve(settings.bundle_dir)
+    dest = Path(dest) if dest else settings.resolve(settings.artifacts.bundle_dir)
     dest = dest.absolute()
     if (dest / ".git").exists():
         raise BundleError(f"refusing to replace {dest}: it is a git checkout; pull with --dest DIR")
@@ -626,14 +626,14 @@ def ensure_project(settings: Settings, bucket: Bucket | None = None) -> Path:
     MESHCTL_BUNDLE_DIR, holding bundle MESHCTL_BUNDLE (`latest` or a version): pulled unless that
     version is already there intact. If S3 or the new bundle fails and an intact bundle that
     satisfies the setting is already in place, that one is used (with a warning)."""
-    if not settings.bundle:
+    if not settings.artifacts.bundle:
         return settings.project_dir
-    dest = settings.resolve(settings.bundle_dir).absolute()
+    dest = settings.resolve(settings.artifacts.bundle_dir).absolute()
     current = installed_manifest(dest)
     current_ok = current is not None and not verify_tree(dest, current)
     try:
         bucket = bucket or Bucket(settings)
-        wanted = resolve_version(bucket, settings.bundle)
+        wanted = resolve_version(bucket, settings.artifacts.bundle)
         if current_ok and current.get("version") == wanted:
             log.info("bundle %s already in %s", wanted, dest,
                      extra={"event": "bundle_in_place", "version": wanted, "dest": str(dest)})
@@ -641,16 +641,16 @@ def ensure_project(settings: Settings, bucket: Bucket | None = None) -> Path:
         pull(settings, wanted, dest, bucket=bucket)
         return dest
     except Exception as exc:
-        acceptable = current_ok and settings.bundle in (LATEST, current.get("version"))
+        acceptable = current_ok and settings.artifacts.bundle in (LATEST, current.get("version"))
         using = current.get("version") if acceptable else None
         log.warning(
-            "bundle %s could not be pulled (%s)%s", settings.bundle, error_text(exc),
+            "bundle %s could not be pulled (%s)%s", settings.artifacts.bundle, error_text(exc),
             f"; using {using}, in place" if using else "",
-            extra={"event": "bundle_pull_failed", "wanted": settings.bundle, "dest": str(dest),
+            extra={"event": "bundle_pull_failed", "wanted": settings.artifacts.bundle, "dest": str(dest),
                    "error": error_text(exc), "using": using},
         )
         if acceptable:
             return dest
         raise ArtifactsError(
-            f"cannot start from bundle {settings.bundle!r}: {error_text(exc)}"
+            f"cannot start from bundle {settings.artifacts.bundle!r}: {error_text(exc)}"
         ) from exc

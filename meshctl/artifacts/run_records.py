@@ -61,7 +61,7 @@ def _run_date(record: dict) -> dt.date:
 
 def run_record_keys(settings: Settings, record: dict) -> tuple[str, str]:
     """(record key, log key) for `record`."""
-    prefix = settings.artifacts_prefix.strip("/")
+    prefix = settings.artifacts.prefix.strip("/")
     base = "/".join(
         p for p in (prefix, RUNS_DIR, f"date={_run_date(record):%Y-%m-%d}", _run_id(record)) if p
     )

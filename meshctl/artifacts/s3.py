@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from meshctl.artifacts import secret_scan
-from meshctl.settings import Settings
+from meshctl.settings import ArtifactsSettings, AwsSettings, Settings
 
 log = logging.getLogger("meshctl.artifacts.s3")
 
@@ -61,64 +61,65 @@ class ObjectMissing(ArtifactsError):
     """A read of a key that is not in the bucket."""
 
 
-def client_config(settings: Settings):
+def client_config(artifacts: ArtifactsSettings, aws: AwsSettings):
     from botocore.config import Config
 
     return Config(
-        region_name=settings.aws_region,
+        region_name=aws.region,
         # botocore's `max_attempts` here is the number of retries after the first attempt.
-        retries={"mode": settings.artifacts_retry_mode, "max_attempts": settings.artifacts_max_retries},
+        retries={"mode": artifacts.retry_mode, "max_attempts": artifacts.max_retries},
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         read_timeout=READ_TIMEOUT_SECONDS,
     )
 
 
-def make_client(settings: Settings):
-    """An S3 client for the artifacts bucket (endpoint, region, retry mode from settings)."""
+def make_client(artifacts: ArtifactsSettings, aws: AwsSettings):
+    """An S3 client for the artifacts bucket (endpoint and region from `aws`, retries from `artifacts`)."""
     import boto3
 
     session = boto3.session.Session()
     return session.client(
         "s3",
-        region_name=settings.aws_region,
-        endpoint_url=settings.aws_endpoint_url,
-        config=client_config(settings),
+        region_name=aws.region,
+        endpoint_url=aws.endpoint_url,
+        config=client_config(artifacts, aws),
     )
 
 
-def transfer_config(settings: Settings):
+def transfer_config(artifacts: ArtifactsSettings):
     from boto3.s3.transfer import TransferConfig
 
     return TransferConfig(
-        multipart_threshold=settings.artifacts_multipart_threshold,
-        multipart_chunksize=settings.artifacts_multipart_chunksize,
+        multipart_threshold=artifacts.multipart_threshold,
+        multipart_chunksize=artifacts.multipart_chunksize,
         max_concurrency=4,
         use_threads=True,
     )
 
 
-def encryption_args(settings: Settings) -> dict[str, str]:
+def encryption_args(artifacts: ArtifactsSettings) -> dict[str, str]:
     """The server-side encryption arguments every put carries."""
-    if settings.artifacts_kms_key_id:
-        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.artifacts_kms_key_id}
+    if artifacts.kms_key_id:
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": artifacts.kms_key_id}
     return {"ServerSideEncryption": "AES256"}
 
 
 class Bucket:
-    """The artifacts bucket under its prefix. Keys passed in are full keys (see `key`)."""
+    """The artifacts bucket under its prefix. Keys passed in are full keys (see `key`). It takes
+    the whole settings: every upload is scanned for the secret values they hold."""
 
     def __init__(self, settings: Settings, client: Any = None):
-        if not settings.artifacts_bucket:
+        if not settings.artifacts.bucket:
             raise ArtifactsError(
                 "ARTIFACTS_BUCKET is not set: name the artifacts bucket (deploy/bucket.yaml's "
                 "BucketName output) in the environment."
             )
         self.settings = settings
-        self.name = settings.artifacts_bucket
-        self.prefix = settings.artifacts_prefix.strip("/")
-        self.client = client if client is not None else make_client(settings)
-        self.transfer = transfer_config(settings)
-        self.encryption = encryption_args(settings)
+        self.name = settings.artifacts.bucket
+        self.prefix = settings.artifacts.prefix.strip("/")
+        self.client = client if client is not None else make_client(settings.artifacts, settings.aws)
+        self.transfer = transfer_config(settings.artifacts)
+        self.encryption = encryption_args(settings.artifacts)
         # s3transfer's upload_file takes no IfNoneMatch (not among its allowed ExtraArgs), so a
         # create-only upload gets it as botocore builds the request: on PutObject for one part,
         # on CompleteMultipartUpload for many, the two calls S3 checks If-None-Match on.

@@ -82,14 +82,16 @@ class Finding:
 def known_secrets(settings) -> list[tuple[str, bytes]]:
     """(setting name, value) for every secret value `settings` holds: what to look for."""
     from meshctl.secrets import SecretError, connection_env
-    from meshctl.settings import Settings
+    from meshctl.settings import PARTS, env_names
 
     values: list[tuple[str, str]] = []
-    for name, field in Settings.model_fields.items():
-        value = getattr(settings, name, None)
-        if isinstance(value, SecretStr):
-            values.append((_env_name(name, field), value.get_secret_value()))
-    path = settings.snowflake_private_key_path
+    for part_name in PARTS:
+        part = getattr(settings, part_name)
+        for name, env_name in env_names(type(part)).items():
+            value = getattr(part, name)
+            if isinstance(value, SecretStr):
+                values.append((env_name, value.get_secret_value()))
+    path = settings.snowflake.private_key_path
     if path:
         try:
             values.append(("the key file at SNOWFLAKE_PRIVATE_KEY_PATH", Path(path).read_text(errors="replace")))
@@ -114,15 +116,6 @@ def _needles(value: str) -> list[str]:
         return [value] if len(value) >= MIN_SECRET_LENGTH else []
     # A PEM's "-----BEGIN/END ...-----" lines are the same in every key: not this key's secret.
     return [l for l in lines if len(l) >= MIN_SECRET_LINE_LENGTH and not l.startswith("-----")]
-
-
-def _env_name(name: str, field) -> str:
-    if field.alias:
-        return field.alias
-    choices = getattr(field.validation_alias, "choices", None)
-    if choices and isinstance(choices[0], str):
-        return choices[0]
-    return name.upper()
 
 
 def redact(data: bytes, known: list[tuple[str, bytes]]) -> bytes:

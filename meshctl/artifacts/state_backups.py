@@ -204,8 +204,8 @@ def apply_retention(
     now = now or dt.datetime.now(dt.timezone.utc)
     kept, doomed = retention_plan(
         list_backups(bucket),
-        settings.state_backup_keep_count,
-        settings.state_backup_keep_days,
+        settings.state_backup.keep_count,
+        settings.state_backup.keep_days,
         now,
         protect,
     )
@@ -322,7 +322,7 @@ def next_backup_at(settings: Settings, after: dt.datetime) -> dt.datetime:
     """When the next scheduled backup is due after `after` (STATE_BACKUP_CRON, UTC)."""
     from croniter import croniter
 
-    return croniter(settings.state_backup_cron, after).get_next(dt.datetime)
+    return croniter(settings.state_backup.cron, after).get_next(dt.datetime)
 
 
 def resolve_backup_key(bucket: Bucket, key: str | None) -> str:

@@ -60,7 +60,7 @@ class LazyGroup(click.Group):
                 raise
             from meshctl.service.state_db import refusal
 
-            reason = refusal(ctx.obj, exc) or (
+            reason = refusal(ctx.obj.state_db, exc) or (
                 f"lost the state database: {str(exc).strip().splitlines()[0]}. A run's lease expires by "
                 "itself; `meshctl runs` shows what happened once the database is back."
             )
@@ -89,5 +89,5 @@ def main(ctx: click.Context, gateway: str | None) -> None:
     """Run and operate the Goodword SQLMesh project."""
     settings = get_settings()
     if gateway:
-        settings = settings.model_copy(update={"gateway": gateway})
+        settings = settings.updated(gateway=gateway)
     ctx.obj = settings

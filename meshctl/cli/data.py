@@ -27,9 +27,9 @@ from meshctl.settings import Settings
 @click.pass_context
 def demo_command(ctx: click.Context, if_missing: bool) -> None:
     """Reset the local warehouse, generate demo RAW data, build everything, print a summary."""
-    settings: Settings = ctx.obj.model_copy(update={"gateway": "local"})
+    settings: Settings = ctx.obj.updated(gateway="local")
     began = time.monotonic()
-    data_dir = settings.resolve(settings.local_data_dir)
+    data_dir = settings.resolve(settings.data_dirs.local)
     ensure_writable(data_dir)
     if if_missing and is_complete(data_dir):
         click.echo(f"Keeping the demo warehouse in {data_dir} (built "
@@ -72,8 +72,8 @@ def demo_data_command(settings: Settings, organizations, users, days, events_per
                       end_date, append_next_day: bool) -> None:
     """Generate RAW demo data into the selected gateway's warehouse (replacing RAW)."""
     tables = raw_tables(settings.project_dir)
-    seed = settings.demo_seed if seed is None else seed
-    events_per_day = events_per_day or settings.demo_events_per_day
+    seed = settings.demo.seed if seed is None else seed
+    events_per_day = events_per_day or settings.demo.events_per_day
     began = time.monotonic()
     with raw_warehouse.open_warehouse(settings) as adapter:
         if append_next_day:
@@ -82,9 +82,9 @@ def demo_data_command(settings: Settings, organizations, users, days, events_per
                        f"in {time.monotonic() - began:.1f}s.")
             return
         params = DemoParams(
-            organizations=organizations or settings.demo_organizations,
-            users=users or settings.demo_users,
-            days=days or settings.demo_days,
+            organizations=organizations or settings.demo.organizations,
+            users=users or settings.demo.users,
+            days=days or settings.demo.days,
             events_per_day=events_per_day,
             seed=seed,
             end_date=end_date.date() if end_date else yesterday_utc(),

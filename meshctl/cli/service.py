@@ -34,7 +34,7 @@ def scheduler_command(settings: Settings, max_ticks: int | None) -> None:
     scheduler.install_signal_handlers()
     scheduler.beat(force=True, state="waiting for the state database")
     try:
-        wait_for_state_db(settings)
+        wait_for_state_db(settings.state_db)
     except StateDatabaseUnavailable as exc:
         log.error("%s", exc)
         raise SystemExit(2) from None
@@ -48,7 +48,7 @@ def run_once_command(settings: Settings) -> None:
     from meshctl.service.state_db import wait_for_state_db
 
     settings = _prepare(settings)
-    wait_for_state_db(settings)  # the run lock and its history live there
+    wait_for_state_db(settings.state_db)  # the run lock and its history live there
     scheduler = Scheduler(settings)
     scheduler.install_signal_handlers()
     record = scheduler.run_once("manual")
@@ -65,8 +65,8 @@ def runs_command(settings: Settings, limit: int, as_json: bool) -> None:
     from meshctl.service.state_db import wait_for_state_db
 
     settings = _prepare(settings)
-    wait_for_state_db(settings)
-    history = RunHistory(settings)
+    wait_for_state_db(settings.state_db)
+    history = RunHistory(settings.state_db)
     history.ensure()
     rows = history.recent(limit)
     if as_json:
@@ -110,10 +110,10 @@ def ui_command(settings: Settings, host: str | None, port: int | None, insecure_
 
     configure_logging(settings)
     settings = secrets.export(settings)
-    host = host or settings.ui_host
-    port = port or settings.ui_port
-    insecure = settings.ui_insecure_no_auth if insecure_no_auth is None else insecure_no_auth
-    if not insecure and not settings.ui_password:
+    host = host or settings.ui.host
+    port = port or settings.ui.port
+    insecure = settings.ui.insecure_no_auth if insecure_no_auth is None else insecure_no_auth
+    if not insecure and not settings.ui.password:
         raise StartupRefused(
             "no UI credentials: set MESHCTL_UI_PASSWORD (and MESHCTL_UI_USERNAME, default 'admin'); "
             "the UI can apply plans, so it never runs open. For local development only: "
@@ -123,7 +123,7 @@ def ui_command(settings: Settings, host: str | None, port: int | None, insecure_
         log.warning("UI authentication is OFF (--insecure-no-auth): local development only")
     # With MESHCTL_BUNDLE set, serve the project pulled (and verified) from S3.
     settings = settings.model_copy(update={"project_dir": ensure_project(settings)})
-    with emulation(settings, settings.gateway):
+    with emulation(settings):
         preflight(settings)
         # A plan applied from the UI takes the run lock like every other writer.
         writers.install_context_guards(settings)

@@ -56,16 +56,16 @@ def sqlmesh_command(settings, args: tuple[str, ...]) -> None:
     from meshctl.service import writers
 
     if settings.gateway == "local":
-        settings.resolve(settings.local_data_dir).mkdir(parents=True, exist_ok=True)
+        settings.resolve(settings.data_dirs.local).mkdir(parents=True, exist_ok=True)
     argv = ["--paths", str(settings.project_dir), "--gateway", settings.gateway, *args]
     command, environment = _command(args, cli.commands)
-    with secrets.exported(settings), emulation(settings, settings.gateway):
+    with secrets.exported(settings), emulation(settings):
         writers.install_context_guards(settings)
         guard = contextlib.nullcontext(None)
         if command in WRITING_COMMANDS and writers.gateway_needs_lock(settings):
             from meshctl.service.state_db import wait_for_state_db
 
-            wait_for_state_db(settings)
+            wait_for_state_db(settings.state_db)
             guard = writers.exclusive(settings, WRITING_COMMANDS[command], environment, what=f"sqlmesh {command}")
         code = 0
         with guard as record:  # LockHeld: one line from meshctl's error handler

@@ -164,7 +164,7 @@ def write_docs(settings: Settings, out_dir: Path | None = None) -> list[Path]:
     out_dir = out_dir or settings.project_dir / "docs"
     out_dir.mkdir(parents=True, exist_ok=True)
     # The local gateway: nothing is connected to for this, the project is only loaded.
-    with open_context(settings.model_copy(update={"gateway": "local"})) as context:
+    with open_context(settings.updated(gateway="local")) as context:
         files = {"marts.md": marts_markdown(context), "lineage.md": lineage_markdown(context)}
     files["architecture.md"] = architecture_markdown(Path(__file__).resolve().parent.parent)
     written = []

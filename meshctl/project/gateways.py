@@ -188,15 +188,15 @@ def _emulated_connect(connect, data_dir: Path):
 
 
 @contextlib.contextmanager
-def emulation(settings: Settings, gateway: str) -> Iterator[None]:
-    """Patch the Snowflake connector onto fakesnow when `gateway` is the emulated one."""
-    if gateway != EMULATED_GATEWAY:
+def emulation(settings: Settings) -> Iterator[None]:
+    """Patch the Snowflake connector onto fakesnow when `settings.gateway` is the emulated one."""
+    if settings.gateway != EMULATED_GATEWAY:
         yield
         return
     import fakesnow  # dev dependency: only the emulated gateway needs it
     from sqlmesh.core.engine_adapter.snowflake import SnowflakeEngineAdapter
 
-    data_dir = settings.resolve(settings.fakesnow_data_dir)
+    data_dir = settings.resolve(settings.data_dirs.fakesnow)
     data_dir.mkdir(parents=True, exist_ok=True)
     create_table = _temporary_as_regular_table(SnowflakeEngineAdapter.create_table)
     recorder = QueryHistoryRecorder(data_dir / QUERY_HISTORY_FILE)
@@ -236,13 +236,12 @@ def close_context(context: Context) -> None:
 
 
 @contextlib.contextmanager
-def open_context(settings: Settings, gateway: str | None = None, **kwargs) -> Iterator[Context]:
-    gateway = gateway or settings.gateway
-    if gateway == "local":
-        settings.resolve(settings.local_data_dir).mkdir(parents=True, exist_ok=True)
-    settings = settings.model_copy(update={"gateway": gateway})
-    with secrets.exported(settings), emulation(settings, gateway):
-        context = Context(paths=[settings.project_dir], gateway=gateway, **kwargs)
+def open_context(settings: Settings, **kwargs) -> Iterator[Context]:
+    """A Context on `settings.gateway` (kwargs go to Context), closed on exit."""
+    if settings.gateway == "local":
+        settings.resolve(settings.data_dirs.local).mkdir(parents=True, exist_ok=True)
+    with secrets.exported(settings), emulation(settings):
+        context = Context(paths=[settings.project_dir], gateway=settings.gateway, **kwargs)
         try:
             yield context
         finally:

@@ -444,10 +444,8 @@ def summary_lines(files: list[TableFile], replace: bool) -> list[str]:
     return lines
 
 
-def load_raw(settings: Settings, directory: Path, *, replace: bool,
-             gateway: str | None = None) -> list[str]:
-    files = read_snapshot(directory, raw_tables(settings.project_dir),
-                          gateway=gateway or settings.gateway)
-    with raw_warehouse.open_warehouse(settings, gateway) as adapter:
+def load_raw(settings: Settings, directory: Path, *, replace: bool) -> list[str]:
+    files = read_snapshot(directory, raw_tables(settings.project_dir), gateway=settings.gateway)
+    with raw_warehouse.open_warehouse(settings) as adapter:
         load_snapshot(adapter, files, replace=replace)
     return summary_lines(files, replace)

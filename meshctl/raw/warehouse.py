@@ -40,15 +40,14 @@ _CASTS = {
 
 
 @contextlib.contextmanager
-def open_warehouse(settings: Settings, gateway: str | None = None) -> Iterator[EngineAdapter]:
-    gateway = gateway or settings.gateway
-    settings = settings.model_copy(update={"gateway": gateway})
-    if gateway == "local":
-        settings.resolve(settings.local_data_dir).mkdir(parents=True, exist_ok=True)
-    with secrets.exported(settings), gateways.emulation(settings, gateway):
+def open_warehouse(settings: Settings) -> Iterator[EngineAdapter]:
+    """The engine adapter of `settings.gateway`'s connection, closed on exit."""
+    if settings.gateway == "local":
+        settings.resolve(settings.data_dirs.local).mkdir(parents=True, exist_ok=True)
+    with secrets.exported(settings), gateways.emulation(settings):
         config = next(iter(load_configs(None, Config, [settings.project_dir]).values()))
-        adapter = config.get_gateway(gateway).connection.create_engine_adapter()
-        if gateway == gateways.EMULATED_GATEWAY:
+        adapter = config.get_gateway(settings.gateway).connection.create_engine_adapter()
+        if settings.gateway == gateways.EMULATED_GATEWAY:
             # fakesnow attaches a database file of an earlier process only when told to create it.
             for catalog in sorted({t.catalog for t in raw_tables(settings.project_dir).values()}):
                 adapter.execute(f'CREATE DATABASE IF NOT EXISTS "{catalog}"')

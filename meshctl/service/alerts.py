@@ -46,7 +46,7 @@ def _now() -> datetime:
 
 
 def status_url(settings: Settings, run_id: str | None = None) -> str:
-    base = (settings.status_base_url or "").rstrip("/")
+    base = (settings.status.base_url or "").rstrip("/")
     path = f"/status/runs/{run_id}" if run_id else "/status"
     return f"{base}{path}" if base else f"{path} on the SQLMesh UI (set MESHCTL_STATUS_BASE_URL for a link)"
 
@@ -59,7 +59,7 @@ def send(settings: Settings, status: str, subject: str, message: str, detail: st
     from meshctl.service import notify
 
     sent = 0
-    for target in notify.targets(settings):
+    for target in notify.targets(settings.notify):
         try:
             if isinstance(target, BasicSMTPNotificationTarget):
                 target = target.model_copy(update={"subject": subject})
@@ -166,7 +166,7 @@ def evaluate_freshness(settings: Settings, incidents: Incidents, verdicts: list[
                        environment: str, now: datetime) -> None:
     """`verdicts`: (mart, freshness.Verdict). Unknown verdicts neither open nor close anything."""
     key = f"freshness_behind:{environment}"
-    threshold = timedelta(seconds=settings.alert_behind_after_seconds)
+    threshold = timedelta(seconds=settings.alerts.behind_after_seconds)
     behind = [(m, v) for m, v in verdicts if v.status == "behind" and (v.behind_since or now) + threshold <= now]
     if behind:
         lines = [f"{m}: {v.reason}" for m, v in behind]
@@ -191,7 +191,7 @@ def evaluate_freshness(settings: Settings, incidents: Incidents, verdicts: list[
 def audit_jumps(settings: Settings, warnings: list[dict], history: list[dict], models_built: set[str]) -> list[dict]:
     """The warnings of this run that jumped against the previous runs that built their model.
     `history`: earlier runs' {"models": [...], "warnings": [...]}, newest first."""
-    factor, minimum = settings.alert_audit_jump_factor, settings.alert_audit_jump_min_rows
+    factor, minimum = settings.alerts.audit_jump_factor, settings.alerts.audit_jump_min_rows
     out = []
     for warning in warnings:
         model, audit, count = warning["model"], warning["audit"], int(warning["count"] or 0)
@@ -203,7 +203,7 @@ def audit_jumps(settings: Settings, warnings: list[dict], history: list[dict], m
             found = [int(w.get("count") or 0) for w in run.get("warnings") or []
                      if w.get("audit") == audit and _same_model(model, w.get("model") or "")]
             previous.append(max(found, default=0))
-            if len(previous) >= settings.alert_audit_baseline_runs:
+            if len(previous) >= settings.alerts.audit_baseline_runs:
                 break
         if not previous:
             continue  # no earlier run built it: nothing to compare with
@@ -267,11 +267,11 @@ def assess_freshness(settings: Settings, store, run_id: str | None, now: datetim
                 "marts": [], "error": None}
     try:
         project = settings.project_dir
-        if settings.bundle:
+        if settings.artifacts.bundle:
             from meshctl.artifacts.bundles import ensure_project
 
             project = Path(ensure_project(settings))
-        with secrets.exported(settings), emulation(settings, settings.gateway):
+        with secrets.exported(settings), emulation(settings):
             context = Context(paths=[project], gateway=settings.gateway, load=False)
             try:
                 gap = int((context.config.variables or {}).get("airbyte_max_sync_gap_hours", 7))
@@ -297,7 +297,7 @@ def verdicts(settings: Settings, document: dict | None, now: datetime, run_in_fl
     out = []
     for data in (document or {}).get("marts", []):
         facts = freshness.MartFacts.from_json(data)
-        out.append((facts.short_name, freshness.judge(facts, now, settings.schedule_cron, run_in_flight)))
+        out.append((facts.short_name, freshness.judge(facts, now, settings.scheduler.cron, run_in_flight)))
     return out
 
 
@@ -310,7 +310,7 @@ def after_run(settings: Settings, record, log_path: Path | None = None,
     from meshctl.status.store import Store
 
     try:
-        store = Store(settings)
+        store = Store(settings.state_db)
         store.ensure()
         incidents = Incidents(settings, store, clock)
         from meshctl.service import run_details
@@ -322,14 +322,14 @@ def after_run(settings: Settings, record, log_path: Path | None = None,
             log.exception("run alert evaluation failed")
         if warnings:
             try:
-                history = [row for row in store.recent_details(settings.alert_audit_baseline_runs * 5 + 1)
+                history = [row for row in store.recent_details(settings.alerts.audit_baseline_runs * 5 + 1)
                            if row["run_id"] != record.run_id]
                 evaluate_audits(settings, incidents, record, warnings, history)
             except Exception:
                 log.exception("audit alert evaluation failed")
         elif record.status in GOOD:
             evaluate_audits(settings, incidents, record, [], [])
-        if settings.freshness_check:
+        if settings.alerts.freshness_check:
             document = assess_freshness(settings, store, record.run_id, clock())
             if not document.get("error"):
                 now = clock()

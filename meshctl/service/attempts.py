@@ -166,10 +166,10 @@ def child_main(result_path: str, parent_pid: int, parent_pipe: int, lock_token: 
     set_console(console)
     result: dict = {"status": "failed"}
     try:
-        settings = settings.model_copy(update={"project_dir": _project_dir(settings)})
+        settings = settings.updated(project_dir=_project_dir(settings))
         with open_context(settings) as context:
             # Every write checks that the scheduler's grant is still the lock's current one.
-            fence = (fence_evaluator(context.snapshot_evaluator, lambda: verify_token(settings, lock_token))
+            fence = (fence_evaluator(context.snapshot_evaluator, lambda: verify_token(settings.state_db, settings.run_lock, lock_token))
                      if lock_token is not None else contextlib.nullcontext())
             with fence:
                 result = run_attempt(context, settings.environment, console)
@@ -245,8 +245,8 @@ class ChildRunner:
             tick()
             now = time.monotonic()
             if stop.is_set() and grace_deadline is None:
-                grace_deadline = now + settings.shutdown_grace_seconds
-                log.info("shutdown requested: letting the current run finish (up to %.0fs)", settings.shutdown_grace_seconds)
+                grace_deadline = now + settings.scheduler.shutdown_grace_seconds
+                log.info("shutdown requested: letting the current run finish (up to %.0fs)", settings.scheduler.shutdown_grace_seconds)
             if lock is not None and lock.lost:
                 outcome = "lock_lost"
             elif now >= deadline:
@@ -265,7 +265,7 @@ class ChildRunner:
         # A child killed at the deadline may already have written its result (it was exiting):
         # the outcome of the kill wins over the status it wrote; what it built is kept.
         if outcome == "timeout":
-            limit = settings.run_time_limit_seconds
+            limit = settings.scheduler.run_time_limit_seconds
             return Attempt(**{**result, "status": "timeout",
                               "error": f"run exceeded its time limit of {limit:.0f}s and was killed"})
         if outcome == "interrupted":

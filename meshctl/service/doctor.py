@@ -40,7 +40,7 @@ def _warehouse_checks(context, settings: Settings) -> Iterator[Check]:
     login = _probe(
         "warehouse: reachable and authenticated",
         "Check SNOWFLAKE_ACCOUNT/USER and the key or password (or the secret "
-        f"'{settings.snowflake_secret_name}'); the key's public half must be set on the user.",
+        f"'{settings.snowflake.secret_name}'); the key's public half must be set on the user.",
         lambda: adapter.fetchone("SELECT 1") and f"{adapter.dialect} answered",
     )
     yield login
@@ -88,7 +88,7 @@ def _create_and_drop(adapter, catalog: str | None, schema: str) -> str:
 def _state_check(context, settings: Settings) -> Check:
     name = "state database: reachable, version matches"
     where = (
-        f"{settings.state_db_host}:{settings.state_db_port}/{settings.state_db_name}"
+        f"{settings.state_db.host}:{settings.state_db.port}/{settings.state_db.name}"
         if settings.gateway != "local"
         else "embedded (local gateway)"
     )
@@ -100,7 +100,7 @@ def _state_check(context, settings: Settings) -> Check:
             False,
             f"{where}: {_first_line(exc)}",
             "Check STATE_DB_HOST/PORT/NAME/USER and the password (or the secret "
-            f"'{settings.state_db_secret_name}'), STATE_DB_SSLMODE, and that the security group "
+            f"'{settings.state_db.secret_name}'), STATE_DB_SSLMODE, and that the security group "
             "admits this host on 5432.",
         )
     if not status.compatible:
@@ -115,7 +115,7 @@ def _state_check(context, settings: Settings) -> Check:
 
 
 def _bucket_check(settings: Settings) -> Check:
-    bucket = settings.artifacts_bucket
+    bucket = settings.artifacts.bucket
     name = f"S3 bucket {bucket}: reachable and writable"
 
     def probe() -> str:
@@ -143,7 +143,7 @@ def run_checks(settings: Settings) -> list[Check]:
         resolved = secrets.resolve(settings)
     except secrets.SecretError as exc:
         return [Check("secrets", False, str(exc), "Create or fix the secret; keys are in docs/deployment.md.")]
-    if resolved.secrets_backend == "aws":
+    if resolved.aws.secrets_backend == "aws":
         checks.append(Check("secrets", True, "resolved from AWS Secrets Manager"))
     try:
         with open_context(resolved) as context:
@@ -153,7 +153,7 @@ def run_checks(settings: Settings) -> list[Check]:
         checks.append(
             Check("project loads", False, _first_line(exc), "Run `sqlmesh info` for the details.")
         )
-    if resolved.artifacts_bucket:
+    if resolved.artifacts.bucket:
         checks.append(_bucket_check(resolved))
     return checks
 

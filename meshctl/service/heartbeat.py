@@ -19,7 +19,7 @@ from meshctl.settings import Settings
 
 
 def heartbeat_file(settings: Settings) -> Path:
-    return settings.resolve(settings.heartbeat_path)
+    return settings.resolve(settings.heartbeat.path)
 
 
 def write(settings: Settings, role: str, **fields) -> None:
@@ -45,16 +45,16 @@ def check(settings: Settings, *, now: float | None = None, timeout: float = 3.0)
         return False, f"no heartbeat at {heartbeat_file(settings)} (service not started yet?)"
     role = beat.get("role")
     if role == "ui":
-        url = f"http://127.0.0.1:{beat.get('port', settings.ui_port)}/healthz"
+        url = f"http://127.0.0.1:{beat.get('port', settings.ui.port)}/healthz"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 return response.status == 200, f"ui {url}: HTTP {response.status}"
         except (urllib.error.URLError, OSError) as exc:
             return False, f"ui {url}: {exc}"
     age = (now or time.time()) - float(beat.get("ts", 0))
-    if age > settings.heartbeat_max_age_seconds:
+    if age > settings.heartbeat.max_age_seconds:
         return False, (
-            f"{role} heartbeat is {age:.0f}s old (limit {settings.heartbeat_max_age_seconds:.0f}s): "
+            f"{role} heartbeat is {age:.0f}s old (limit {settings.heartbeat.max_age_seconds:.0f}s): "
             "the main loop is stuck or the process is gone"
         )
     return True, f"{role} heartbeat {age:.0f}s old, state {beat.get('state', '?')}"

@@ -17,30 +17,30 @@ from sqlmesh.core.notification_target import (
     SlackWebhookNotificationTarget,
 )
 
-from meshctl.settings import Settings
+from meshctl.settings import NotifySettings
 
 log = logging.getLogger("meshctl.service.notify")
 
 
-def targets(settings: Settings) -> list[BaseNotificationTarget]:
+def targets(notify: NotifySettings) -> list[BaseNotificationTarget]:
     found: list[BaseNotificationTarget] = []
     events = frozenset({NotificationEvent.RUN_FAILURE})
-    if settings.slack_webhook_url:
+    if notify.slack_webhook_url:
         found.append(
             SlackWebhookNotificationTarget(
-                url=settings.slack_webhook_url.get_secret_value(), notify_on=events
+                url=notify.slack_webhook_url.get_secret_value(), notify_on=events
             )
         )
-    if settings.smtp_host:
+    if notify.smtp_host:
         found.append(
             BasicSMTPNotificationTarget(
-                host=settings.smtp_host,
-                port=settings.smtp_port,
-                user=settings.smtp_user,
-                password=settings.smtp_password,
-                sender=settings.smtp_sender,
+                host=notify.smtp_host,
+                port=notify.smtp_port,
+                user=notify.smtp_user,
+                password=notify.smtp_password,
+                sender=notify.smtp_sender,
                 recipients=frozenset(
-                    r.strip() for r in (settings.smtp_recipients or "").split(",") if r.strip()
+                    r.strip() for r in (notify.smtp_recipients or "").split(",") if r.strip()
                 ),
                 subject="SQLMesh scheduled run failed",
                 notify_on=events,
@@ -49,10 +49,10 @@ def targets(settings: Settings) -> list[BaseNotificationTarget]:
     return [t for t in found if t.is_configured]
 
 
-def run_failed(settings: Settings, summary: str, detail: str) -> int:
+def run_failed(notify: NotifySettings, summary: str, detail: str) -> int:
     """Send a run-failure notification to every configured target; return how many got it."""
     sent = 0
-    for target in targets(settings):
+    for target in targets(notify):
         try:
             target.notify_run_failure(exc=f"{summary}\n\n{detail}")
             sent += 1

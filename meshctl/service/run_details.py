@@ -151,7 +151,7 @@ def read_log(settings: Settings, log_path: Path | None) -> tuple[str | None, int
 
     data = Path(log_path).read_bytes()
     size = len(data)
-    limit = settings.run_log_max_bytes
+    limit = settings.scheduler.run_log_max_bytes
     truncated = size > limit
     if truncated:
         data = data[-limit:]
@@ -169,7 +169,7 @@ def record(settings: Settings, store, run_id: str, log_path: Path | None) -> tup
         models, warnings = parse(text or "")
         shown = "\n".join(line for line in (text or "").splitlines() if not line.startswith(MARKER)) if text else None
         store.put_details(run_id, models, warnings, shown, size, truncated)
-        store.prune_logs(settings.run_log_keep_days)
+        store.prune_logs(settings.scheduler.run_log_keep_days)
         return models, warnings
     except Exception as exc:
         log.warning("run details of %s not recorded: %s", run_id, exc)

@@ -16,7 +16,7 @@ from datetime import datetime
 from psycopg2 import sql
 
 from meshctl.service.state_db import state_db_cursor
-from meshctl.settings import Settings
+from meshctl.settings import StateDbSettings
 
 # Key for serializing the DDL below (CREATE ... IF NOT EXISTS races between two processes).
 _DDL_LOCK_KEY = 7_311_203_145_002_002
@@ -51,14 +51,14 @@ class RunRecord:
 
 
 class RunHistory:
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.schema = settings.run_history_schema
+    def __init__(self, db: StateDbSettings):
+        self.db = db
+        self.schema = db.run_history_schema
         self._table = sql.SQL("{}.run_history").format(sql.Identifier(self.schema))
 
     @contextlib.contextmanager
     def _cursor(self, autocommit: bool = True) -> Iterator:
-        with state_db_cursor(self.settings, application_name="meshctl-run-history", autocommit=autocommit) as cur:
+        with state_db_cursor(self.db, application_name="meshctl-run-history", autocommit=autocommit) as cur:
             yield cur
 
     def ensure(self) -> None:

@@ -36,7 +36,7 @@ from psycopg2 import sql
 
 from meshctl.errors import ExpectedFailure
 from meshctl.service.state_db import connect_state_db
-from meshctl.settings import Settings
+from meshctl.settings import RunLockSettings, StateDbSettings
 
 log = logging.getLogger("meshctl.service.run_lock")
 
@@ -59,25 +59,25 @@ def describe_self(what: str) -> str:
     return f"{what} on {socket.gethostname()} pid {os.getpid()}"
 
 
-def _tables(settings: Settings) -> tuple[sql.Composable, sql.Composable]:
-    schema = sql.Identifier(settings.run_history_schema)
+def _tables(db: StateDbSettings) -> tuple[sql.Composable, sql.Composable]:
+    schema = sql.Identifier(db.run_history_schema)
     return sql.SQL("{}.run_lock").format(schema), sql.SQL("{}.run_lock_grants").format(schema)
 
 
 _ensured: set[tuple] = set()
 
 
-def ensure_tables(settings: Settings) -> None:
+def ensure_tables(db: StateDbSettings) -> None:
     """Create the lock's tables once per process and database."""
-    where = (settings.state_db_host, settings.state_db_port, settings.state_db_name, settings.run_history_schema)
+    where = (db.host, db.port, db.name, db.run_history_schema)
     if where in _ensured:
         return
-    lock, grants = _tables(settings)
-    conn = connect_state_db(settings, application_name="meshctl-run-lock")
+    lock, grants = _tables(db)
+    conn = connect_state_db(db, application_name="meshctl-run-lock")
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
-            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(settings.run_history_schema)))
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(db.run_history_schema)))
             cur.execute(sql.SQL(
                 """CREATE TABLE IF NOT EXISTS {} (
                        key         BIGINT PRIMARY KEY,
@@ -113,17 +113,17 @@ class Holder:
         return f"{self.holder} since {self.acquired_at:%Y-%m-%d %H:%M:%S}Z (token {self.token})"
 
 
-def current_holder(settings: Settings) -> Holder | None:
+def current_holder(db: StateDbSettings, lock_settings: RunLockSettings) -> Holder | None:
     """Who holds the lock now, or None."""
-    ensure_tables(settings)
-    lock, _ = _tables(settings)
-    conn = connect_state_db(settings, application_name="meshctl-run-lock-probe")
+    ensure_tables(db)
+    lock, _ = _tables(db)
+    conn = connect_state_db(db, application_name="meshctl-run-lock-probe")
     try:
         with conn.cursor() as cur:
             cur.execute(
                 sql.SQL("SELECT holder, token, acquired_at AT TIME ZONE 'UTC', lease_until FROM {} "
                         "WHERE key = %s AND lease_until > now()").format(lock),
-                (settings.run_lock_key,),
+                (lock_settings.key,),
             )
             row = cur.fetchone()
     finally:
@@ -134,13 +134,14 @@ def current_holder(settings: Settings) -> Holder | None:
 class RunLock:
     """The lease. `try_acquire()` / `acquire(wait)` / `release()`, or a context manager."""
 
-    def __init__(self, settings: Settings, holder: str | None = None,
+    def __init__(self, db: StateDbSettings, lock: RunLockSettings, holder: str | None = None,
                  on_lost: Callable[[str], None] | None = None):
-        self.settings = settings
-        self.key = settings.run_lock_key
+        self.db = db
+        self.lock_settings = lock
+        self.key = lock.key
         self.holder_text = holder or describe_self("meshctl")
         self.on_lost = on_lost
-        self.lease = float(settings.run_lock_lease_seconds)
+        self.lease = float(lock.lease_seconds)
         # Renew four times per lease; give up a quarter lease before it could expire.
         self.margin = self.lease / 4
         self.token: int | None = None
@@ -157,10 +158,10 @@ class RunLock:
 
     # --- taking it -----------------------------------------------------------------------
     def try_acquire(self) -> bool:
-        ensure_tables(self.settings)
-        lock, grants = _tables(self.settings)
+        ensure_tables(self.db)
+        lock, grants = _tables(self.db)
         sent = time.monotonic()
-        conn = connect_state_db(self.settings, application_name="meshctl-run-lock")
+        conn = connect_state_db(self.db, application_name="meshctl-run-lock")
         try:
             with conn, conn.cursor() as cur:
                 cur.execute(sql.SQL("INSERT INTO {} (key) VALUES (%s) ON CONFLICT DO NOTHING").format(lock), (self.key,))
@@ -225,7 +226,7 @@ class RunLock:
 
     # --- keeping it ----------------------------------------------------------------------
     def _renew_loop(self) -> None:
-        lock, _ = _tables(self.settings)
+        lock, _ = _tables(self.db)
         statement = sql.SQL("UPDATE {} SET lease_until = now() + make_interval(secs => %s) "
                             "WHERE key = %s AND token = %s AND lease_until > now() RETURNING 1").format(lock)
         while not self._stop.wait(self.lease / 4) and self.lost is None:
@@ -234,7 +235,7 @@ class RunLock:
                 if self._renew_conn is None or self._renew_conn.closed:
                     left = max(1, int(self._valid_until - sent))
                     self._renew_conn = connect_state_db(
-                        self.settings, application_name="meshctl-run-lock-lease", connect_timeout=min(5, left)
+                        self.db, application_name="meshctl-run-lock-lease", connect_timeout=min(5, left)
                     )
                     self._renew_conn.autocommit = True
                 with self._renew_conn.cursor() as cur:
@@ -273,7 +274,7 @@ class RunLock:
             raise LockLost("the run lock is not held")
         if self.lost or time.monotonic() >= self._valid_until:
             raise LockLost(f"the run lock was lost: {self.lost or 'lease deadline passed'}")
-        verify_token(self.settings, self.token)
+        verify_token(self.db, self.lock_settings, self.token)
 
     # --- giving it back ------------------------------------------------------------------
     def release(self) -> None:
@@ -288,9 +289,9 @@ class RunLock:
         self._renew_conn = None
         if token is None:
             return
-        lock, grants = _tables(self.settings)
+        lock, grants = _tables(self.db)
         try:
-            conn = connect_state_db(self.settings, application_name="meshctl-run-lock", connect_timeout=5)
+            conn = connect_state_db(self.db, application_name="meshctl-run-lock", connect_timeout=5)
             try:
                 with conn, conn.cursor() as cur:
                     cur.execute(sql.SQL("UPDATE {} SET lease_until = NULL, holder = NULL WHERE key = %s AND token = %s")
@@ -304,7 +305,7 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         if not self.held and not self.try_acquire():
-            raise LockHeld(f"the run lock is held by {current_holder(self.settings) or 'another writer'}")
+            raise LockHeld(f"the run lock is held by {current_holder(self.db, self.lock_settings) or 'another writer'}")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -316,28 +317,28 @@ _verify_lock = threading.Lock()
 _verify_conns: dict[tuple, object] = {}
 
 
-def verify_token(settings: Settings, token: int, *, retry_seconds: float = 5.0) -> None:
+def verify_token(db: StateDbSettings, lock_settings: RunLockSettings, token: int, *, retry_seconds: float = 5.0) -> None:
     """Raise LockLost unless `token` is the current grant and its lease has not expired, by the
     database's clock. Records the check on the grant (the writer's window, as the lock sees it).
     A connection blip is retried on a new connection for `retry_seconds`; after that the writer
     cannot prove it holds the lock, so it must not write."""
-    lock, grants = _tables(settings)
+    lock, grants = _tables(db)
     statement = sql.SQL(
         "UPDATE {grants} g SET verified_at = now() FROM {lock} l WHERE l.key = %s AND l.token = %s "
         "AND l.lease_until > now() AND g.key = l.key AND g.token = l.token RETURNING 1"
     ).format(grants=grants, lock=lock)
-    where = (settings.state_db_host, settings.state_db_port, settings.state_db_name)
+    where = (db.host, db.port, db.name)
     deadline = time.monotonic() + retry_seconds
     with _verify_lock:
         while True:
             try:
                 conn = _verify_conns.get(where)
                 if conn is None or conn.closed:
-                    conn = connect_state_db(settings, application_name="meshctl-run-lock-fence", connect_timeout=3)
+                    conn = connect_state_db(db, application_name="meshctl-run-lock-fence", connect_timeout=3)
                     conn.autocommit = True
                     _verify_conns[where] = conn
                 with conn.cursor() as cur:
-                    cur.execute(statement, (settings.run_lock_key, token))
+                    cur.execute(statement, (lock_settings.key, token))
                     if cur.fetchone() is None:
                         raise LockLost(f"the run lock's token {token} is no longer current (lease expired or taken over)")
                 return

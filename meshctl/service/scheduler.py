@@ -50,7 +50,7 @@ def _now() -> datetime:
 
 
 def _upload(settings: Settings, record: RunRecord, log_path: Path) -> None:
-    if not settings.artifacts_bucket:
+    if not settings.artifacts.bucket:
         return  # no bucket configured: the database row is the record
     from meshctl.artifacts import run_records
 
@@ -79,7 +79,7 @@ class Scheduler:
         self._beat_enabled = beat
         self._last_beat = 0.0
         self._beat_state: dict = {"state": "starting"}
-        self.history = RunHistory(settings)
+        self.history = RunHistory(settings.state_db)
 
     # heartbeat ---------------------------------------------------------------------------
     def beat(self, force: bool = False, **state) -> None:
@@ -88,7 +88,7 @@ class Scheduler:
         if not self._beat_enabled:
             return
         now = time.monotonic()
-        if force or now - self._last_beat >= min(5.0, self.settings.heartbeat_interval_seconds):
+        if force or now - self._last_beat >= min(5.0, self.settings.heartbeat.interval_seconds):
             heartbeat.write(self.settings, "scheduler", **self._beat_state)
             self._last_beat = now
 
@@ -115,10 +115,10 @@ class Scheduler:
             scheduled_for=scheduled_for,
         )
         self.history.ensure()
-        lock = RunLock(settings, holder=describe_self(f"scheduler {trigger} run {record.run_id[:8]}"))
+        lock = RunLock(settings.state_db, settings.run_lock, holder=describe_self(f"scheduler {trigger} run {record.run_id[:8]}"))
         try:
             # A cron tick does not wait (the next tick catches up); a manual run does, bounded.
-            lock.acquire(0 if trigger == "cron" else settings.run_lock_wait_seconds,
+            lock.acquire(0 if trigger == "cron" else settings.run_lock.wait_seconds,
                          say=lambda line: log.info("%s", line))
         except LockHeld as exc:
             record.status, record.ended_at = "skipped", self.clock()
@@ -126,7 +126,7 @@ class Scheduler:
             self.history.write(record)
             log.info("skipped: %s", record.error)
             return record
-        log_dir = settings.resolve(settings.run_log_dir)
+        log_dir = settings.resolve(settings.scheduler.run_log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{record.started_at:%Y%m%dT%H%M%S}-{record.run_id}.log"
         try:
@@ -142,7 +142,7 @@ class Scheduler:
             self.history.write(record)
             log.info("run %s started (%s, environment %s, gateway %s)", record.run_id, trigger, record.environment, record.gateway)
             self.beat(force=True, state="running", run_id=record.run_id)
-            attempt = self._attempts(record, deadline=time.monotonic() + settings.run_time_limit_seconds,
+            attempt = self._attempts(record, deadline=time.monotonic() + settings.scheduler.run_time_limit_seconds,
                                      log_path=log_path, lock=lock)
             record.status = attempt.status
             record.models, record.intervals, record.waiting = attempt.models, attempt.intervals, attempt.waiting
@@ -198,8 +198,8 @@ class Scheduler:
 
         retrying = Retrying(
             retry=retry_if_result(lambda a: a.status == "failed" and a.error_class == TRANSIENT),
-            stop=stop_any(stop_after_attempt(max(1, settings.run_max_attempts)), out_of_time),
-            wait=wait_exponential(multiplier=settings.run_retry_initial_seconds, max=settings.run_retry_max_seconds),
+            stop=stop_any(stop_after_attempt(max(1, settings.scheduler.run_max_attempts)), out_of_time),
+            wait=wait_exponential(multiplier=settings.scheduler.run_retry_initial_seconds, max=settings.scheduler.run_retry_max_seconds),
             sleep=self._sleep,
             before_sleep=before_sleep,
             retry_error_callback=lambda state: state.outcome.result(),
@@ -209,14 +209,14 @@ class Scheduler:
     # the loop ----------------------------------------------------------------------------
     def serve(self, max_ticks: int | None = None) -> int:
         settings = self.settings
-        if not croniter.is_valid(settings.schedule_cron):
-            raise click.UsageError(f"MESHCTL_SCHEDULE_CRON is not a valid cron expression: {settings.schedule_cron!r}")
+        if not croniter.is_valid(settings.scheduler.cron):
+            raise click.UsageError(f"MESHCTL_SCHEDULE_CRON is not a valid cron expression: {settings.scheduler.cron!r}")
         self.history.ensure()
         ticks = 0
-        log.info("scheduler started: cron %r, environment %s, gateway %s", settings.schedule_cron, settings.environment, settings.gateway)
+        log.info("scheduler started: cron %r, environment %s, gateway %s", settings.scheduler.cron, settings.environment, settings.gateway)
         backup_due = self._next_backup(self.clock())
         while not self.stop.is_set():
-            next_tick = croniter(settings.schedule_cron, self.clock()).get_next(datetime)
+            next_tick = croniter(settings.scheduler.cron, self.clock()).get_next(datetime)
             self.beat(force=True, state="idle", next_tick=next_tick.isoformat(), run_id=None)
             while not self.stop.is_set() and (left := (next_tick - self.clock()).total_seconds()) > 0:
                 if backup_due is not None and self.clock() >= backup_due:
@@ -238,7 +238,7 @@ class Scheduler:
 
     # scheduled state backups ---------------------------------------------------------------
     def _next_backup(self, after: datetime) -> datetime | None:
-        if not self.settings.artifacts_bucket:
+        if not self.settings.artifacts.bucket:
             return None  # nowhere to keep a backup
         from meshctl.artifacts import state_backups as state_backup
 
@@ -251,7 +251,7 @@ class Scheduler:
         must not stop the heartbeat and every run after it); its settings, secrets included,
         go to it on stdin, never through the environment."""
         settings = self.settings
-        lock = RunLock(settings, holder=describe_self("scheduler state backup"))
+        lock = RunLock(settings.state_db, settings.run_lock, holder=describe_self("scheduler state backup"))
         if not lock.try_acquire():
             return self.clock() + timedelta(minutes=1)
         try:
@@ -262,14 +262,14 @@ class Scheduler:
             )
             proc.stdin.write(settings_for_child(settings).encode())
             proc.stdin.close()
-            limit = time.monotonic() + settings.state_backup_time_limit_seconds
+            limit = time.monotonic() + settings.state_backup.time_limit_seconds
             while proc.poll() is None:
                 self.beat()
                 if time.monotonic() >= limit or lock.lost:
                     ChildRunner._kill(proc)
                     log.error("state backup for %s %s; killed", due.isoformat(),
                               f"lost the run lock ({lock.lost})" if lock.lost else
-                              f"exceeded its time limit of {settings.state_backup_time_limit_seconds:g}s")
+                              f"exceeded its time limit of {settings.state_backup.time_limit_seconds:g}s")
                     break
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=0.5)

@@ -22,7 +22,7 @@ from tenacity import (
 )
 
 from meshctl.errors import ExpectedFailure
-from meshctl.settings import Settings
+from meshctl.settings import StateDbSettings
 
 log = logging.getLogger("meshctl.service.state_db")
 
@@ -53,39 +53,39 @@ _REFUSALS = [
 ]
 
 
-def refusal(settings: Settings, exc: BaseException) -> str | None:
+def refusal(db: StateDbSettings, exc: BaseException) -> str | None:
     """The one-line reason and fix when `exc` is the state database refusing us, else None."""
     import re
 
     text = str(exc)
     for pattern, fix in _REFUSALS:
         if re.search(pattern, text, re.IGNORECASE):
-            return f"state database {state_db_target(settings)}: " + fix.format(
-                user=settings.state_db_user, name=settings.state_db_name, host=settings.state_db_host,
-                port=settings.state_db_port, sslmode=settings.state_db_sslmode,
-                secret=settings.state_db_secret_name,
+            return f"state database {state_db_target(db)}: " + fix.format(
+                user=db.user, name=db.name, host=db.host,
+                port=db.port, sslmode=db.sslmode,
+                secret=db.secret_name,
             )
     return None
 
 
-def state_db_target(settings: Settings) -> str:
+def state_db_target(db: StateDbSettings) -> str:
     """Where the state database is, for messages (never the password)."""
     return (
-        f"{settings.state_db_user}@{settings.state_db_host}:{settings.state_db_port}"
-        f"/{settings.state_db_name}"
+        f"{db.user}@{db.host}:{db.port}"
+        f"/{db.name}"
     )
 
 
-def connect_state_db(settings: Settings, *, application_name: str = "meshctl", connect_timeout: int = 10):
+def connect_state_db(db: StateDbSettings, *, application_name: str = "meshctl", connect_timeout: int = 10):
     """A new psycopg2 connection to the state database (the STATE_DB_* settings)."""
-    password = settings.state_db_password.get_secret_value() if settings.state_db_password else None
+    password = db.password.get_secret_value() if db.password else None
     return psycopg2.connect(
-        host=settings.state_db_host,
-        port=settings.state_db_port,
-        dbname=settings.state_db_name,
-        user=settings.state_db_user,
+        host=db.host,
+        port=db.port,
+        dbname=db.name,
+        user=db.user,
         password=password,
-        sslmode=settings.state_db_sslmode,
+        sslmode=db.sslmode,
         connect_timeout=connect_timeout,
         application_name=application_name,
         # Notice a dead server within about a minute instead of the kernel's two hours.
@@ -97,11 +97,11 @@ def connect_state_db(settings: Settings, *, application_name: str = "meshctl", c
 
 
 @contextlib.contextmanager
-def state_db_cursor(settings: Settings, *, application_name: str, autocommit: bool = True) -> Iterator:
+def state_db_cursor(db: StateDbSettings, *, application_name: str, autocommit: bool = True) -> Iterator:
     """A cursor on a short-lived connection (run history, the status page's tables): their
     writes are rare, and a long-lived connection would sit open through every run. Without
     autocommit the work commits when the block ends cleanly."""
-    conn = connect_state_db(settings, application_name=application_name)
+    conn = connect_state_db(db, application_name=application_name)
     try:
         conn.autocommit = autocommit
         with conn.cursor() as cur:
@@ -112,17 +112,17 @@ def state_db_cursor(settings: Settings, *, application_name: str, autocommit: bo
         conn.close()
 
 
-def wait_for_state_db(settings: Settings, *, max_wait: float | None = None, sleep=time.sleep) -> int:
+def wait_for_state_db(db: StateDbSettings, *, max_wait: float | None = None, sleep=time.sleep) -> int:
     """Block until `SELECT 1` succeeds on the state database; return the number of attempts.
 
-    Waits at most `max_wait` seconds (default: settings.state_db_wait_seconds), doubling the
+    Waits at most `max_wait` seconds (default: db.wait_seconds), doubling the
     pause between attempts from 0.5 s up to 10 s, and never past the bound: each connect
     attempt's timeout and each pause are cut to what is left of it. Raises
     StateDatabaseRefused at once when the server answers and refuses (wrong password, no such
     database or user), and StateDatabaseUnavailable when the wait runs out.
     """
-    max_wait = settings.state_db_wait_seconds if max_wait is None else max_wait
-    target = state_db_target(settings)
+    max_wait = db.wait_seconds if max_wait is None else max_wait
+    target = state_db_target(db)
     deadline = time.monotonic() + max_wait
     attempts = 0
 
@@ -133,10 +133,10 @@ def wait_for_state_db(settings: Settings, *, max_wait: float | None = None, slee
         left = deadline - time.monotonic()
         try:
             conn = connect_state_db(
-                settings, application_name="meshctl-wait", connect_timeout=max(2, min(10, int(left)))
+                db, application_name="meshctl-wait", connect_timeout=max(2, min(10, int(left)))
             )
         except psycopg2.OperationalError as exc:
-            reason = refusal(settings, exc)
+            reason = refusal(db, exc)
             if reason:
                 raise StateDatabaseRefused(reason) from None
             log.warning(

@@ -32,7 +32,7 @@ def build_app(settings: Settings, *, insecure_no_auth: bool = False):
     # `sqlmesh ui` configures it); set them before the app and its cached settings are built.
     os.environ["PROJECT_PATH"] = str(settings.project_dir)
     os.environ["GATEWAY"] = settings.gateway
-    os.environ["UI_MODE"] = settings.ui_mode
+    os.environ["UI_MODE"] = settings.ui.mode
     from web.server import settings as web_settings
     from web.server.main import create_app
 
@@ -40,9 +40,9 @@ def build_app(settings: Settings, *, insecure_no_auth: bool = False):
     web_settings.invalidate_context_cache()
     from meshctl.status.web import mount
 
-    password = None if insecure_no_auth else settings.ui_password.get_secret_value()
+    password = None if insecure_no_auth else settings.ui.password.get_secret_value()
     # /status, /status.json and the landing page's link to them, behind the same login.
-    return BasicAuthMiddleware(mount(create_app(), settings), settings.ui_username, password)
+    return BasicAuthMiddleware(mount(create_app(), settings), settings.ui.username, password)
 
 
 def preflight(settings: Settings) -> None:
@@ -57,7 +57,7 @@ def preflight(settings: Settings) -> None:
         state_connection = context.config.get_state_connection(settings.gateway)
         if state_connection is not None and state_connection.type_ == "postgres":
             try:
-                wait_for_state_db(settings)
+                wait_for_state_db(settings.state_db)
             except StateDatabaseUnavailable as exc:
                 raise StartupRefused(str(exc)) from None
         status = state_version.check_context(context)

@@ -65,13 +65,13 @@ def exclusive(settings: Settings, trigger: str, environment: str, *, what: str |
         with fence_evaluator(evaluator, _local.lock.verify) if evaluator is not None else contextlib.nullcontext():
             yield _local.record
         return
-    history = RunHistory(settings)
+    history = RunHistory(settings.state_db)
     history.ensure()
     record = RunRecord(run_id=uuid.uuid4().hex, trigger=trigger, environment=environment, gateway=settings.gateway,
                        host=socket.gethostname(), pid=os.getpid(), started_at=_now())
-    lock = RunLock(settings, holder=describe_self(f"{what or trigger} ({record.run_id[:8]})"),
+    lock = RunLock(settings.state_db, settings.run_lock, holder=describe_self(f"{what or trigger} ({record.run_id[:8]})"),
                    on_lost=on_lost or _end_process)
-    lock.acquire(settings.run_lock_wait_seconds, say=lambda line: print(line, file=sys.stderr, flush=True))
+    lock.acquire(settings.run_lock.wait_seconds, say=lambda line: print(line, file=sys.stderr, flush=True))
     previous_run_id = os.environ.get("MESHCTL_RUN_ID")
     try:
         if abandoned := history.mark_abandoned(exclude_run_id=record.run_id):

@@ -167,14 +167,14 @@ def recent_runs(settings: Settings, days: int) -> list[tuple[str, datetime, date
 
         from meshctl.service.state_db import connect_state_db
 
-        conn = connect_state_db(settings, application_name="meshctl-cost", connect_timeout=5)
+        conn = connect_state_db(settings.state_db, application_name="meshctl-cost", connect_timeout=5)
         try:
             with conn.cursor() as cur:
                 cur.execute(
                     sql.SQL(
                         "SELECT run_id, started_at, ended_at FROM {}.run_history "
                         "WHERE started_at >= now() - make_interval(days => %s) AND status <> 'skipped'"
-                    ).format(sql.Identifier(settings.run_history_schema)),
+                    ).format(sql.Identifier(settings.state_db.run_history_schema)),
                     (int(days) + 1,),
                 )
                 return list(cur.fetchall())
@@ -188,7 +188,7 @@ def recent_runs(settings: Settings, days: int) -> list[tuple[str, datetime, date
 def emulated_history_path(settings: Settings) -> Path:
     from meshctl.project.gateways import QUERY_HISTORY_FILE
 
-    return settings.resolve(settings.fakesnow_data_dir) / QUERY_HISTORY_FILE
+    return settings.resolve(settings.data_dirs.fakesnow) / QUERY_HISTORY_FILE
 
 
 def emulated_rows(path: Path, days: int, runs: list = ()) -> list[tuple]:
@@ -229,15 +229,15 @@ def snowflake_rows(settings: Settings, days: int, runs: list = ()) -> list[tuple
     with secrets.exported(settings):
         context = Context(paths=[settings.project_dir], gateway=settings.gateway, load=False)
         try:
-            return list(context.engine_adapter.fetchall(report_sql(settings.cost_query_history, days, runs)))
+            return list(context.engine_adapter.fetchall(report_sql(settings.cost.query_history, days, runs)))
         finally:
             close_context(context)
 
 
-def gather(settings: Settings, days: int | None = None, gateway: str | None = None) -> CostReport:
-    """The cost report for `gateway`: Snowflake's history, the emulation's, or none (DuckDB)."""
-    days = days or settings.cost_days
-    gateway = gateway or settings.gateway
+def gather(settings: Settings, days: int | None = None) -> CostReport:
+    """The cost report for `settings.gateway`: Snowflake's history, the emulation's, or none (DuckDB)."""
+    days = days or settings.cost.days
+    gateway = settings.gateway
     from meshctl.project.gateways import EMULATED_GATEWAY
 
     try:
@@ -251,26 +251,26 @@ def gather(settings: Settings, days: int | None = None, gateway: str | None = No
                 "credits are what X-Small would charge for that time."
             )
             return build(rows, source="emulated", days=days, explanation=explanation)
-        if gateway == "local" or _engine_type(settings, gateway) != "snowflake":
+        if gateway == "local" or _engine_type(settings) != "snowflake":
             return CostReport(
                 source="none", days=days,
                 explanation=f"Gateway {gateway} is not Snowflake: there is no query history or credit to "
                             "report. The cost report reads Snowflake's QUERY_HISTORY (gateway snowflake).",
             )
-        rows = snowflake_rows(settings.model_copy(update={"gateway": gateway}), days, recent_runs(settings, days))
+        rows = snowflake_rows(settings, days, recent_runs(settings, days))
         return build(rows, source="snowflake", days=days,
-                     explanation=f"From {settings.cost_query_history} (Snowflake ACCOUNT_USAGE, up to 45 min behind); "
+                     explanation=f"From {settings.cost.query_history} (Snowflake ACCOUNT_USAGE, up to 45 min behind); "
                                  "credits estimated from execution time and warehouse size.")
     except Exception as exc:  # the status page shows why, never a traceback
         log.warning("cost report failed: %s", exc)
         return CostReport(source="error", days=days, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
-def _engine_type(settings: Settings, gateway: str) -> str | None:
+def _engine_type(settings: Settings) -> str | None:
     from sqlmesh import Context
 
-    context = Context(paths=[settings.project_dir], gateway=gateway, load=False)
+    context = Context(paths=[settings.project_dir], gateway=settings.gateway, load=False)
     try:
-        return context.config.get_connection(gateway).type_
+        return context.config.get_connection(settings.gateway).type_
     finally:
         context.close()

@@ -55,10 +55,10 @@ class CostCache:
         self._refreshing: set[tuple] = set()
 
     def get(self, settings: Settings, wait: bool = False):
-        key = (settings.gateway, settings.cost_days, str(settings.project_dir))
+        key = (settings.gateway, settings.cost.days, str(settings.project_dir))
         with self._lock:
             fetched, report = self._reports.get(key, (0.0, None))
-            stale = time.monotonic() - fetched > settings.cost_cache_seconds or report is None
+            stale = time.monotonic() - fetched > settings.cost.cache_seconds or report is None
             start = stale and key not in self._refreshing
             if start:
                 self._refreshing.add(key)
@@ -120,7 +120,7 @@ def lock_holder(settings: Settings) -> tuple[str | None, str | None]:
     from meshctl.service import run_lock as locks
 
     try:
-        holder = locks.current_holder(settings)
+        holder = locks.current_holder(settings.state_db, settings.run_lock)
         return (str(holder) if holder else None), None
     except Exception as exc:
         return None, first_line(str(exc)) or type(exc).__name__
@@ -128,7 +128,7 @@ def lock_holder(settings: Settings) -> tuple[str | None, str | None]:
 
 def next_tick(settings: Settings, now: datetime) -> str | None:
     try:
-        return _iso(croniter(settings.schedule_cron, now).get_next(datetime))
+        return _iso(croniter(settings.scheduler.cron, now).get_next(datetime))
     except Exception:
         return None
 
@@ -163,7 +163,7 @@ def freshness_section(settings: Settings, store: Store, now: datetime, run_in_fl
     stale = None
     if assessed:
         age = now - datetime.fromisoformat(assessed)
-        interval = _cron_interval(settings.schedule_cron, now)
+        interval = _cron_interval(settings.scheduler.cron, now)
         if interval and age > 3 * interval:
             stale = f"assessed {int(age.total_seconds() // 60)} min ago: no run has assessed it since"
     return {
@@ -226,9 +226,9 @@ def cost_section(report) -> dict:
 def gather(settings: Settings, now: datetime | None = None) -> dict:
     """The status page's data."""
     now = now or _now()
-    store = Store(settings)
-    days = settings.cost_days
-    recent = store.runs(limit=settings.status_runs_limit)
+    store = Store(settings.state_db)
+    days = settings.cost.days
+    recent = store.runs(limit=settings.status.runs_limit)
     chart_runs = store.runs(limit=20_000, since=now - timedelta(days=days))
     details = store.details_for([r["run_id"] for r in recent])
     report = COST.get(settings)
@@ -240,7 +240,7 @@ def gather(settings: Settings, now: datetime | None = None) -> dict:
         "environment": settings.environment,
         "gateway": settings.gateway,
         "scheduler": {
-            "cron": settings.schedule_cron,
+            "cron": settings.scheduler.cron,
             "next_tick": next_tick(settings, now),
             "lock_holder": holder,
             "lock_error": holder_error,
@@ -269,7 +269,7 @@ def _alert(row: dict) -> dict:
 
 def run_page(settings: Settings, run_id: str) -> dict | None:
     """One run: its row, what each model did, the signal holds, the error, the log."""
-    store = Store(settings)
+    store = Store(settings.state_db)
     rows = store.runs(limit=1, run_id=run_id)
     if not rows:
         return None
@@ -302,7 +302,7 @@ def run_page(settings: Settings, run_id: str) -> dict | None:
     if log_text is None:
         log_text, log_note = _local_log(settings, run_id)
     elif details.get("log_truncated"):
-        log_note = f"the last {settings.run_log_max_bytes // 1024} KiB of {details.get('log_bytes')} bytes"
+        log_note = f"the last {settings.scheduler.run_log_max_bytes // 1024} KiB of {details.get('log_bytes')} bytes"
     return {
         "run": summary,
         "error": run.get("error"),
@@ -329,7 +329,7 @@ def _local_log(settings: Settings, run_id: str) -> tuple[str | None, str | None]
     """A run recorded before run details existed: its log file, when this host has it."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", run_id):
         return None, "no log recorded for this run"
-    directory = settings.resolve(settings.run_log_dir)
+    directory = settings.resolve(settings.scheduler.run_log_dir)
     for path in sorted(Path(directory).glob(f"*-{run_id}.log")) if Path(directory).is_dir() else []:
         from meshctl.service import run_details
 

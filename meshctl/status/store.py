@@ -19,23 +19,23 @@ from datetime import datetime
 from psycopg2 import errors, sql
 
 from meshctl.service.state_db import state_db_cursor
-from meshctl.settings import Settings
+from meshctl.settings import StateDbSettings
 
 # Serializes this module's DDL between processes (run_history uses ...002; the lock ...001).
 _DDL_LOCK_KEY = 7_311_203_145_002_012
 
 
 class Store:
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.schema = settings.run_history_schema
+    def __init__(self, db: StateDbSettings):
+        self.db = db
+        self.schema = db.run_history_schema
 
     def table(self, name: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
 
     @contextlib.contextmanager
     def cursor(self, autocommit: bool = True) -> Iterator:
-        with state_db_cursor(self.settings, application_name="meshctl-status", autocommit=autocommit) as cur:
+        with state_db_cursor(self.db, application_name="meshctl-status", autocommit=autocommit) as cur:
             yield cur
 
     def ensure(self) -> None:

@@ -78,8 +78,8 @@ class StatusApp:
         (503, so a monitor sees the outage), never a traceback."""
         from meshctl.service.state_db import refusal, state_db_target
 
-        reason = refusal(self.settings, exc) or (
-            f"state database {state_db_target(self.settings)} did not answer: "
+        reason = refusal(self.settings.state_db, exc) or (
+            f"state database {state_db_target(self.settings.state_db)} did not answer: "
             f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}"
         )
         line = f"The status page reads run history from the state database. {reason}"

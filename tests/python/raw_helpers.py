@@ -14,13 +14,14 @@ from meshctl.raw.schema import raw_tables
 from meshctl.settings import Settings
 
 
-def isolated_settings(root: Path, monkeypatch: pytest.MonkeyPatch, **overrides) -> Settings:
-    """Settings whose local and emulated warehouses live under `root`. config.yaml reads
-    LOCAL_DATA_DIR itself, so the environment must say the same as the object."""
+def isolated_settings(root: Path, monkeypatch: pytest.MonkeyPatch, gateway: str = "local",
+                      **overrides) -> Settings:
+    """Settings on `gateway` whose local and emulated warehouses live under `root`. config.yaml
+    reads LOCAL_DATA_DIR itself, so the environment must say the same as the object."""
     local, fake = root / "local", root / "fakesnow"
     monkeypatch.setenv("LOCAL_DATA_DIR", str(local))
     monkeypatch.setenv("FAKESNOW_DATA_DIR", str(fake))
-    return Settings(LOCAL_DATA_DIR=local, FAKESNOW_DATA_DIR=fake, **overrides)
+    return Settings(gateway=gateway, data_dirs={"local": local, "fakesnow": fake}, **overrides)
 
 
 def plain(value):
@@ -38,11 +39,12 @@ def fetch(adapter, sql: str) -> list[dict]:
     return [dict(zip(names, map(plain, row))) for row in adapter.cursor.fetchall()]
 
 
-def read_raw(settings: Settings, gateway: str = "local") -> dict[str, list[dict]]:
-    """Every existing RAW table's declared columns, VARIANT parsed, rows in a stable order."""
+def read_raw(settings: Settings) -> dict[str, list[dict]]:
+    """Every existing RAW table's declared columns, VARIANT parsed, rows in a stable order
+    (on `settings.gateway`)."""
     tables = raw_tables(settings.project_dir)
     out = {}
-    with raw_warehouse.open_warehouse(settings, gateway) as adapter:
+    with raw_warehouse.open_warehouse(settings) as adapter:
         for fqn, table in tables.items():
             if not raw_warehouse.table_exists(adapter, fqn):
                 continue

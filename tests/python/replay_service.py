@@ -63,7 +63,7 @@ class InProcessRunner:
             with open(log_path, "a") as log, contextlib.redirect_stdout(log), \
                     mock.patch.dict(os.environ, {"MESHCTL_RUN_ID": run_id or ""}):
                 with open_context(settings) as context:
-                    fence = (fence_evaluator(context.snapshot_evaluator, lambda: verify_token(settings, lock.token))
+                    fence = (fence_evaluator(context.snapshot_evaluator, lambda: verify_token(settings.state_db, settings.run_lock, lock.token))
                              if lock is not None else contextlib.nullcontext())
                     with fence:
                         result = run_attempt(context, settings.environment, console, execution_time=self.clock.tick)

@@ -20,8 +20,8 @@ def deny_missing_keys(monkeypatch) -> None:
             parsed["Error"] = {"Code": "AccessDenied", "Message": "Access Denied"}
             parsed["ResponseMetadata"]["HTTPStatusCode"] = 403
 
-    def make_client(settings):
-        client = real(settings)
+    def make_client(artifacts, aws):
+        client = real(artifacts, aws)
         for operation in ("HeadObject", "GetObject"):
             client.meta.events.register(f"after-call.s3.{operation}", as_s3_answers_the_role)
         return client

@@ -160,7 +160,7 @@ def test_cost_reads_only_the_service_users_own_query_history_through_a_view():
     to_service = [s for s in statements if s.startswith("GRANT") and s.endswith("TO ROLE SQLMESH_ROLE")]
     # Nothing of the SNOWFLAKE database reaches the service role itself.
     assert not any("DATABASE ROLE SNOWFLAKE" in s or "IMPORTED PRIVILEGES" in s for s in to_service)
-    view_name = Settings().cost_query_history.upper()
+    view_name = Settings().cost.query_history.upper()
     view = next(s for s in statements if s.startswith("CREATE OR REPLACE SECURE VIEW"))
     assert f"VIEW {view_name} AS" in view
     assert "FROM SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY WHERE USER_NAME = 'SQLMESH'" in view

@@ -32,15 +32,15 @@ def webhook():
 @pytest.fixture
 def settings(pg_server, pg_database, webhook, tmp_path):
     url, _ = webhook
-    base = Settings(MESHCTL_PROJECT_DIR=str(tmp_path)).model_copy(update={
-        "state_db_host": pg_server.host, "state_db_port": pg_server.port, "state_db_user": pg_server.user,
-        "state_db_password": SecretStr(pg_server.password) if pg_server.password else None,
-        "state_db_name": pg_database, "state_db_sslmode": "disable",
-        "slack_webhook_url": SecretStr(url), "smtp_host": None, "status_base_url": BASE_URL,
-        "alert_behind_after_seconds": 1800,
-    })
-    RunHistory(base).ensure()
-    Store(base).ensure()
+    base = Settings(MESHCTL_PROJECT_DIR=str(tmp_path)).updated(
+        state_db={"host": pg_server.host, "port": pg_server.port, "user": pg_server.user,
+                  "password": SecretStr(pg_server.password) if pg_server.password else None,
+                  "name": pg_database, "sslmode": "disable"},
+        notify={"slack_webhook_url": SecretStr(url), "smtp_host": None}, status={"base_url": BASE_URL},
+        alerts={"behind_after_seconds": 1800},
+    )
+    RunHistory(base.state_db).ensure()
+    Store(base.state_db).ensure()
     return base
 
 
@@ -50,7 +50,7 @@ def run(settings: Settings, status: str, error: str | None = None, models: list[
                        host=socket.gethostname(), pid=1, started_at=now, ended_at=now + timedelta(seconds=3),
                        status=status, attempts=3 if error else 1, models=models or [],
                        error=error, error_class="transient" if error else None)
-    RunHistory(settings).write(record)
+    RunHistory(settings.state_db).write(record)
     return record
 
 
@@ -60,7 +60,7 @@ def texts(received: list) -> list[str]:
 
 def test_a_failure_streak_notifies_once_and_recovers_once(settings, webhook):
     _, received = webhook
-    store = Store(settings)
+    store = Store(settings.state_db)
     incidents = alerts.Incidents(settings, store)
     first = run(settings, "failed", "could not connect to server: Connection refused\nmore lines")
     alerts.evaluate_run(settings, incidents, first)
@@ -90,7 +90,7 @@ def test_a_failure_streak_notifies_once_and_recovers_once(settings, webhook):
 
 def test_marts_behind_longer_than_the_threshold_notify_once_then_recover(settings, webhook):
     _, received = webhook
-    incidents = alerts.Incidents(settings, Store(settings))
+    incidents = alerts.Incidents(settings, Store(settings.state_db))
     now = datetime.now(UTC)
     fresh = Verdict("fresh", "built through now")
     recent = Verdict("behind", "EVENTS rows landed ... are not in the mart", behind_since=now - timedelta(minutes=10))
@@ -113,7 +113,7 @@ def test_marts_behind_longer_than_the_threshold_notify_once_then_recover(setting
 
 def test_an_audit_warning_count_that_jumps_notifies_once_and_recovers(settings, webhook):
     _, received = webhook
-    store = Store(settings)
+    store = Store(settings.state_db)
     incidents = alerts.Incidents(settings, store)
     model = "GOODWORD_WH.MARTS.FCT_EVENTS"
 
@@ -159,11 +159,11 @@ def test_after_run_records_the_run_and_never_raises(settings, webhook, tmp_path)
     log.write_text("line one\nMESHCTL_DETAIL {\"event\": \"audit_warning\", \"model\": \"M.X\", \"audit\": \"a\", \"count\": 2}\nline two\n")
     record = run(settings, "failed", "SQL compilation error: boom")
     # The freshness assessment finds no project here: logged and stored as an error, not raised.
-    alerts.after_run(settings.model_copy(update={"gateway": "nope"}), record, log)
-    details = Store(settings).details(record.run_id)
+    alerts.after_run(settings.updated(gateway="nope"), record, log)
+    details = Store(settings.state_db).details(record.run_id)
     assert details["log"] == "line one\nline two" and details["warnings"] == [{"model": "M.X", "audit": "a", "count": 2}]
     assert len(received) == 1
-    document, _ = Store(settings).fact("freshness")
+    document, _ = Store(settings.state_db).fact("freshness")
     assert document["error"] and document["run_id"] == record.run_id
     alerts.after_run(settings, run(settings, "skipped"), None)  # a skipped tick records nothing
     assert len(received) == 1

@@ -120,7 +120,7 @@ def test_a_tick_with_nothing_new_sends_only_the_probes(tmp_path, monkeypatch):
         return evaluate(self, snapshot, *args, **kwargs)
 
     monkeypatch.setattr(SnapshotEvaluator, "evaluate", counting)
-    with open_context(settings, "local") as context:
+    with open_context(settings) as context:
         context.plan(auto_apply=True, no_prompts=True, execution_time=BUILT_AT,
                      skip_tests=True, skip_linter=True)
         events_before = fetch(context.engine_adapter, 'SELECT COUNT(*) AS N FROM "GOODWORD_WH"."MARTS"."FCT_EVENTS"')
@@ -147,7 +147,7 @@ def test_a_tick_with_nothing_new_sends_only_the_probes(tmp_path, monkeypatch):
     # One batch lands (the next day, stamped 03-12 00:00): the tick after it does the work.
     with raw_warehouse.open_warehouse(settings) as adapter:
         append_day(adapter, tables, PARAMS.seed, PARAMS.events_per_day, lambda _: None)
-    with open_context(settings, "local") as context:
+    with open_context(settings) as context:
         evaluated.clear()
         assert context.run(execution_time=datetime(2026, 3, 12, 0, 15)).is_success
         assert "\"GOODWORD_WH\".\"MARTS\".\"FCT_EVENTS\"" in evaluated

@@ -240,7 +240,7 @@ def test_two_pushes_of_one_version_racing_have_exactly_one_winner(settings, proj
     other = tmp_path / "other-checkout"
     shutil.copytree(project, other)
     write(other / "models" / "orders.sql", "MODEL (name demo.orders, kind FULL);\nSELECT 2 AS order_id, 20 AS amount\n")
-    checkouts = {"first": settings, "second": settings.model_copy(update={"project_dir": other})}
+    checkouts = {"first": settings, "second": settings.updated(project_dir=other)}
 
     for round_ in range(6):
         version = f"race{round_}"
@@ -357,7 +357,7 @@ def test_a_failed_verify_does_not_move_latest(settings, project, monkeypatch):
 def test_an_upload_failing_mid_push_does_not_move_latest(settings, project, tmp_path):
     """The manifest put fails on every attempt (after the tarball went up): latest stays."""
     artifacts.push(settings, version="v1")
-    bucket = Bucket(settings.model_copy(update={"artifacts_max_retries": 2}))
+    bucket = Bucket(settings.updated(artifacts={"max_retries": 2}))
     calls = []
 
     def fail_manifest(request, **kwargs):
@@ -463,7 +463,8 @@ def test_secret_values_from_secrets_manager_stop_the_push(project, artifacts_buc
         Name=secret_name, SecretString=json.dumps({"username": "sqlmesh", "password": password})
     )
     settings = Settings(
-        _env_file=None, project_dir=project, gateway="local", secrets_backend="aws", state_db_secret_name=secret_name
+        _env_file=None, project_dir=project, gateway="local", aws={"secrets_backend": "aws"},
+        state_db={"secret_name": secret_name}
     )
     write(project / "seeds" / "plans.csv", f"plan_id,name\n1,basic\n2,{password}\n")
 
@@ -474,7 +475,7 @@ def test_secret_values_from_secrets_manager_stop_the_push(project, artifacts_buc
     assert s3.list_objects_v2(Bucket=artifacts_bucket).get("KeyCount", 0) == 0
 
     # Secrets Manager unreadable: nothing can be checked, so nothing goes up.
-    missing = settings.model_copy(update={"state_db_secret_name": "no-such-secret-here"})
+    missing = settings.updated(state_db={"secret_name": "no-such-secret-here"})
     with pytest.raises(ArtifactsError, match="cannot check uploads for secret values: .*'no-such-secret-here' does not exist"):
         artifacts.push(missing)
 
@@ -484,7 +485,7 @@ def test_the_real_project_pushes_and_pulls(artifacts_bucket, tmp_path, monkeypat
     seeds, config and runtime source pass the scan."""
     for name in ("SNOWFLAKE_PASSWORD", "STATE_DB_PASSWORD", "SNOWFLAKE_PRIVATE_KEY"):
         monkeypatch.delenv(name, raising=False)
-    settings = Settings(_env_file=None, project_dir=PROJECT_DIR, state_db_password=STATE_DB_PASSWORD)
+    settings = Settings(_env_file=None, project_dir=PROJECT_DIR, state_db={"password": STATE_DB_PASSWORD})
 
     result = artifacts.push(settings, version="the-project")
 
@@ -495,7 +496,7 @@ def test_the_real_project_pushes_and_pulls(artifacts_bucket, tmp_path, monkeypat
 def test_kms_key_is_used_when_configured(settings, s3, artifacts_bucket, aws_env):
     kms = boto3.client("kms", endpoint_url=aws_env["AWS_ENDPOINT_URL"])
     key_id = kms.create_key(Description="artifacts")["KeyMetadata"]["KeyId"]
-    kms_settings = settings.model_copy(update={"artifacts_kms_key_id": key_id})
+    kms_settings = settings.updated(artifacts={"kms_key_id": key_id})
 
     artifacts.push(kms_settings, version="v1")
 
@@ -508,9 +509,7 @@ def test_kms_key_is_used_when_configured(settings, s3, artifacts_bucket, aws_env
 def test_a_large_bundle_goes_up_in_parts(settings, project, s3, artifacts_bucket, tmp_path):
     write(project / "seeds" / "large.bin", os.urandom(7 * 1024 * 1024))  # incompressible
     mib5 = 5 * 1024 * 1024
-    small = settings.model_copy(
-        update={"artifacts_multipart_threshold": mib5, "artifacts_multipart_chunksize": mib5}
-    )
+    small = settings.updated(artifacts={"multipart_threshold": mib5, "multipart_chunksize": mib5})
 
     result = artifacts.push(small, version="big")
 
@@ -548,7 +547,7 @@ def test_every_path_works_when_s3_answers_403_for_a_missing_key(settings, projec
     with pytest.raises(BundleError, match="bundle v1 already exists"):
         artifacts.push(settings, version="v1")
     assert artifacts.list_versions(Bucket(settings)) == (["v1"], "v1")
-    bundled = settings.model_copy(update={"bundle": "latest", "bundle_dir": dest})
+    bundled = settings.updated(artifacts={"bundle": "latest", "bundle_dir": dest})
     assert artifacts.ensure_project(bundled) == dest
     assert Bucket(settings).head("sqlmesh/bundles/nothing") is None
 
@@ -561,7 +560,7 @@ def test_ensure_project_without_a_bundle_setting_is_the_project_dir(settings, pr
 
 
 def test_ensure_project_pulls_once_then_follows_latest(settings, project, tmp_path, monkeypatch, caplog):
-    bundled = settings.model_copy(update={"bundle": "latest", "bundle_dir": tmp_path / "bundle"})
+    bundled = settings.updated(artifacts={"bundle": "latest", "bundle_dir": tmp_path / "bundle"})
     artifacts.push(settings, version="v1")
 
     assert artifacts.ensure_project(bundled) == tmp_path / "bundle"
@@ -577,14 +576,14 @@ def test_ensure_project_pulls_once_then_follows_latest(settings, project, tmp_pa
     assert artifacts.installed_manifest(tmp_path / "bundle")["version"] == "v2"
 
     # S3 unreachable (here: the bucket is gone): the intact bundle in place is used, with a warning.
-    broken = bundled.model_copy(update={"artifacts_bucket": "no-such-bucket-here"})
+    broken = bundled.updated(artifacts={"bucket": "no-such-bucket-here"})
     with caplog.at_level(logging.WARNING, logger="meshctl.artifacts.bundles"):
         assert artifacts.ensure_project(broken) == tmp_path / "bundle"
     event = caplog.records[-1]  # the fields are the record's, not JSON inside its message
     assert (event.event, event.using) == ("bundle_pull_failed", "v2")
 
     # A pinned version that is not in place cannot be satisfied without S3.
-    pinned = broken.model_copy(update={"bundle": "v1"})
+    pinned = broken.updated(artifacts={"bundle": "v1"})
     with pytest.raises(ArtifactsError, match="cannot start from bundle 'v1'"):
         artifacts.ensure_project(pinned)
 

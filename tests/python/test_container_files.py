@@ -142,13 +142,10 @@ def _env_file(path: Path) -> dict[str, str]:
 
 
 def test_compose_example_env_file_works_for_the_local_profile():
-    from meshctl.settings import Settings
+    from meshctl.settings import Settings, variable_names
 
     example = _env_file(REPO / "deploy" / "compose.env.example")
-    known = {f.alias for f in Settings.model_fields.values() if f.alias}
-    for f in Settings.model_fields.values():
-        if f.validation_alias is not None and hasattr(f.validation_alias, "choices"):
-            known |= set(f.validation_alias.choices)
+    known = variable_names()
     compose_vars = {"MESHCTL_ENV_FILE", "MESHCTL_UI_PUBLISH", "MESHCTL_IMAGE"}
     assert not set(example) - known - compose_vars, "names no setting reads"
     assert example["MESHCTL_GATEWAY"] == "local"
@@ -161,7 +158,7 @@ def test_compose_example_env_file_works_for_the_local_profile():
         assert pg_env[key] == "${%s:-%s}" % (setting, example[setting])
     assert example["STATE_DB_HOST"] == "postgres"
     settings = Settings(_env_file=REPO / "deploy" / "compose.env.example")
-    assert settings.ui_password is not None and settings.gateway == "local"
+    assert settings.ui.password is not None and settings.gateway == "local"
     # The README names the login `make up` gives.
     readme = (REPO / "README.md").read_text()
     login = f"`{example['MESHCTL_UI_USERNAME']}` / `{example['MESHCTL_UI_PASSWORD']}`"
@@ -207,12 +204,12 @@ def _dockerfile_env() -> dict[str, str]:
 def test_image_puts_every_writable_path_under_the_service_users_home():
     """A setting whose default is relative to the project lands in root-owned /app in the image
     (`meshctl demo` failed with PermissionError: '/app/data'): the image sets each one."""
-    from meshctl.settings import Settings
+    from meshctl.settings import every_setting
 
     env = _dockerfile_env()
     relative = {
-        field.alias
-        for field in Settings.model_fields.values()
+        name
+        for name, field in every_setting()
         if isinstance(field.default, Path) and not field.default.is_absolute()
     }
     assert relative >= {"LOCAL_DATA_DIR", "MESHCTL_HEARTBEAT_PATH", "MESHCTL_BUNDLE_DIR"}, relative

@@ -112,7 +112,7 @@ def demo(tmp_path_factory):
 
 @pytest.fixture
 def demo_settings(demo, monkeypatch):
-    return isolated_settings(demo.resolve(demo.local_data_dir).parent, monkeypatch)
+    return isolated_settings(demo.resolve(demo.data_dirs.local).parent, monkeypatch)
 
 
 def scalar(settings, sql: str):
@@ -165,7 +165,7 @@ def fetch_all(settings, sql: str) -> list[dict]:
 
 
 def test_same_seed_same_rows_other_seed_other_rows(demo, tmp_path, monkeypatch):
-    expected = read_raw(isolated_settings(demo.resolve(demo.local_data_dir).parent, monkeypatch))
+    expected = read_raw(isolated_settings(demo.resolve(demo.data_dirs.local).parent, monkeypatch))
     again = isolated_settings(tmp_path / "again", monkeypatch)
     with raw_warehouse.open_warehouse(again) as adapter:
         generate(adapter, raw_tables(again.project_dir), SMALL, lambda _: None)
@@ -179,13 +179,13 @@ def test_same_seed_same_rows_other_seed_other_rows(demo, tmp_path, monkeypatch):
 
 
 def test_emulated_snowflake_gets_the_same_rows(demo, tmp_path, monkeypatch):
-    expected = read_raw(isolated_settings(demo.resolve(demo.local_data_dir).parent, monkeypatch))
+    expected = read_raw(isolated_settings(demo.resolve(demo.data_dirs.local).parent, monkeypatch))
     settings = isolated_settings(tmp_path, monkeypatch)
     result = invoke(settings, monkeypatch, "--gateway", "fakesnow", "demo-data",
                     "--organizations", "30", "--users", "250", "--days", "10",
                     "--events-per-day", "150", "--seed", "11", "--end-date", "2026-03-10")
     assert result.exit_code == 0, result.output
-    assert read_raw(settings, "fakesnow") == expected
+    assert read_raw(settings.updated(gateway="fakesnow")) == expected
 
 
 def test_cli_prints_a_line_per_table_and_a_summary(tmp_path, monkeypatch):
@@ -199,7 +199,7 @@ def test_cli_prints_a_line_per_table_and_a_summary(tmp_path, monkeypatch):
 
 
 def test_append_day_adds_the_next_batch(demo, tmp_path, monkeypatch):
-    source = demo.resolve(demo.local_data_dir)
+    source = demo.resolve(demo.data_dirs.local)
     shutil.copytree(source, tmp_path / "local")
     settings = isolated_settings(tmp_path, monkeypatch)
     before = read_raw(settings)

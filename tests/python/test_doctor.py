@@ -107,8 +107,8 @@ def test_bucket_missing(emulated, monkeypatch):
 def test_state_version_mismatch_says_migrate(emulated, pg_server):
     with open_context(emulated) as context:
         context.plan(auto_apply=True, no_prompts=True, skip_tests=True)
-    with pg_server.connect(emulated.state_db_name) as conn, conn.cursor() as cur:
-        cur.execute(f'UPDATE "{emulated.state_schema}"."_versions" SET sqlmesh_version = %s', ("0.200.0",))
+    with pg_server.connect(emulated.state_db.name) as conn, conn.cursor() as cur:
+        cur.execute(f'UPDATE "{emulated.state_db.state_schema}"."_versions" SET sqlmesh_version = %s', ("0.200.0",))
     failed = _failed(doctor.run_checks(emulated))
     state = failed["state database: reachable, version matches"]
     assert "0.200.0" in state.detail

@@ -15,9 +15,9 @@ def test_a_closed_context_lets_another_process_open_the_warehouse(tmp_path, monk
     directly; on DuckDB the file stayed locked for the process's life, so the scheduler's next
     run (another process) could not open the warehouse after the parent's freshness check."""
     settings = isolated_settings(tmp_path, monkeypatch)
-    with open_context(settings, "local", load=False) as context:
+    with open_context(settings, load=False) as context:
         assert context.engine_adapter.fetchone("SELECT 1") == (1,)
-    warehouse = settings.resolve(settings.local_data_dir) / "goodword_wh.duckdb"
+    warehouse = settings.resolve(settings.data_dirs.local) / "goodword_wh.duckdb"
     other = subprocess.run(
         [sys.executable, "-c", f"import duckdb; duckdb.connect({str(warehouse)!r}).execute('SELECT 1')"],
         capture_output=True, text=True, timeout=60,

@@ -49,29 +49,30 @@ def customer(cid: str, **extra) -> dict:
             "_airbyte_meta": {"sync_id": 3, "changes": []}, "_airbyte_generation_id": 0, **extra}
 
 
-def rows(settings, fqn: str, gateway: str = "local", order: str = '"ID"') -> list[dict]:
-    with raw_warehouse.open_warehouse(settings, gateway) as adapter:
+def rows(settings, fqn: str, order: str = '"ID"') -> list[dict]:
+    with raw_warehouse.open_warehouse(settings) as adapter:
         return fetch(adapter, f"SELECT * FROM {raw_warehouse.quoted(fqn).sql(adapter.dialect)} "
                               f"ORDER BY {order}")
 
 
 @pytest.mark.parametrize("gateway", ["local", "fakesnow"])
 def test_values_of_every_type_round_trip(settings, tmp_path, gateway):
+    settings = settings.updated(gateway=gateway)
     snap = tmp_path / "snap"
     write(snap, EVENTS, event(1), event(2, USER_ID=None, PROPERTIES=None))
     write(snap, CUSTOMERS, customer("cus_1"),
           customer("cus_2", metadata="just text", _airbyte_meta={"sync_id": 4, "changes": [
               {"field": "name", "change": "NULLED", "reason": "DESTINATION_FIELD_SIZE_LIMITATION"}]}),
           customer("cus_3", metadata=[1, "two"], deleted=True))
-    raw_load.load_raw(settings, snap, replace=True, gateway=gateway)
+    raw_load.load_raw(settings, snap, replace=True)
 
-    events = rows(settings, EVENTS, gateway)
+    events = rows(settings, EVENTS)
     assert [e["ID"] for e in events] == [1, 2]
     assert events[0]["OCCURRED_AT"] == datetime(2026, 3, 1, 10, 0, 0, 123456)
     assert events[0]["PROPERTIES"] == '{"a": 1}'  # VARCHAR keeps the app's text as it was
     assert events[1]["USER_ID"] is None and events[1]["PROPERTIES"] is None
 
-    got = {r["ID"]: r for r in rows(settings, CUSTOMERS, gateway)}
+    got = {r["ID"]: r for r in rows(settings, CUSTOMERS)}
     assert json.loads(got["cus_1"]["METADATA"]) == customer("x")["metadata"]
     assert json.loads(got["cus_2"]["METADATA"]) == "just text"
     assert json.loads(got["cus_3"]["METADATA"]) == [1, "two"]
@@ -172,10 +173,11 @@ def test_unknown_table_file_fails_the_whole_snapshot(settings, tmp_path):
 def test_a_failure_while_publishing_rolls_back_the_database(settings, tmp_path, monkeypatch, gateway):
     """Both tables of GOODWORD_WH are published in one transaction: if the second insert fails,
     the first table keeps its old rows too."""
+    settings = settings.updated(gateway=gateway)
     before = tmp_path / "before"
     write(before, EVENTS, event(1))
     write(before, ORGS, {"ID": 1, "NAME": "old"})
-    raw_load.load_raw(settings, before, replace=True, gateway=gateway)
+    raw_load.load_raw(settings, before, replace=True)
 
     snap = tmp_path / "snap"
     write(snap, EVENTS, event(2))
@@ -189,10 +191,10 @@ def test_a_failure_while_publishing_rolls_back_the_database(settings, tmp_path, 
 
     monkeypatch.setattr(raw_warehouse, "insert_from_landing", failing_insert)
     with pytest.raises(RuntimeError, match="went away"):
-        raw_load.load_raw(settings, snap, replace=True, gateway=gateway)
-    assert [r["ID"] for r in rows(settings, EVENTS, gateway)] == [1]
-    assert [r["NAME"] for r in rows(settings, ORGS, gateway)] == ["old"]
-    with raw_warehouse.open_warehouse(settings, gateway) as adapter:
+        raw_load.load_raw(settings, snap, replace=True)
+    assert [r["ID"] for r in rows(settings, EVENTS)] == [1]
+    assert [r["NAME"] for r in rows(settings, ORGS)] == ["old"]
+    with raw_warehouse.open_warehouse(settings) as adapter:
         assert not raw_warehouse.table_exists(adapter, "GOODWORD_WH.RAW._LANDING_EVENTS")
 
 

@@ -39,8 +39,8 @@ def write(directory: Path, fqn: str, *lines) -> Path:
     return path
 
 
-def landing_tables(settings, gateway: str = "local") -> list[str]:
-    with raw_warehouse.open_warehouse(settings, gateway) as adapter:
+def landing_tables(settings) -> list[str]:
+    with raw_warehouse.open_warehouse(settings) as adapter:
         return [raw_warehouse.landing_name(t) for t in raw_tables(settings.project_dir).values()
                 if raw_warehouse.table_exists(adapter, raw_warehouse.landing_name(t))]
 
@@ -171,7 +171,7 @@ LARGEST = {"local": ("9.9999999999999999999999999999999999999e37", 10**38 - 1),
 
 @pytest.mark.parametrize("gateway", ["local", "fakesnow"])
 def test_numbers_in_any_exact_form_load_exactly(tmp_path, monkeypatch, gateway):
-    settings = isolated_settings(tmp_path, monkeypatch)
+    settings = isolated_settings(tmp_path, monkeypatch, gateway)
     snap = tmp_path / "snap"
     largest, value = LARGEST[gateway]
     forms = {1: "1e3", 2: "1000.0", 3: "1.234567890123456789e18", 4: "-0.0", 5: "0e5",
@@ -180,10 +180,10 @@ def test_numbers_in_any_exact_form_load_exactly(tmp_path, monkeypatch, gateway):
     write(snap, CUSTOMERS,
           '{"ID": "cus_1", "METADATA": {"a": 0.1, "b": 1.50, "c": 1e3, "d": -0.0, '
           '"e": 123456789012345678901234567890123456789012345, "f": -9223372036854775809}}')
-    raw_load.load_raw(settings, snap, replace=True, gateway=gateway)
-    assert [r["USER_ID"] for r in fetch_events(settings, gateway)] == [
+    raw_load.load_raw(settings, snap, replace=True)
+    assert [r["USER_ID"] for r in fetch_events(settings)] == [
         1000, 1000, 1234567890123456789, 0, 0, 15, value, -value]
-    with raw_warehouse.open_warehouse(settings, gateway) as adapter:
+    with raw_warehouse.open_warehouse(settings) as adapter:
         (customer,) = fetch(adapter, 'SELECT "METADATA" FROM "AIRBYTE_DB"."RAW"."STRIPE_CUSTOMERS"')
     metadata = json.loads(customer["METADATA"])
     assert metadata == {"a": 0.1, "b": 1.5, "c": 1000.0, "d": -0.0,
@@ -194,19 +194,19 @@ def test_numbers_in_any_exact_form_load_exactly(tmp_path, monkeypatch, gateway):
 
 
 def test_fakesnow_refuses_an_integer_beyond_64_bits(tmp_path, monkeypatch):
-    settings = isolated_settings(tmp_path, monkeypatch)
+    settings = isolated_settings(tmp_path, monkeypatch, "fakesnow")
     before = tmp_path / "before"
     write(before, EVENTS, GOOD_EVENT)
-    raw_load.load_raw(settings, before, replace=True, gateway="fakesnow")
-    expected = read_raw(settings, "fakesnow")
+    raw_load.load_raw(settings, before, replace=True)
+    expected = read_raw(settings)
     snap, path = bad_events(tmp_path, {"ID": 3, "USER_ID": 2**63}, {"ID": -(2**63)})
     with pytest.raises(raw_load.SnapshotError) as failure:
-        raw_load.load_raw(settings, snap, replace=True, gateway="fakesnow")
+        raw_load.load_raw(settings, snap, replace=True)
     assert failure.value.errors == [
         f"{path}:2: USER_ID: 9223372036854775808 does not fit NUMBER(38,0) as the fakesnow "
         "gateway stores it (a 64-bit integer); load it into gateway local"]
-    assert read_raw(settings, "fakesnow") == expected
-    assert landing_tables(settings, "fakesnow") == []
+    assert read_raw(settings) == expected
+    assert landing_tables(settings) == []
 
 
 # --- encodings: UTF-8 only (a leading UTF-8 BOM is ignored); one line per file says what it is --
@@ -267,8 +267,8 @@ def test_utf8_text_loads_exactly_bom_crlf_and_escapes_included(tmp_path, monkeyp
         (1, "caf\u00e9 \u65e5\u672c", None), (2, "a\x00b", "\U0001F600 \u00e9"), (3, None, None)]
 
 
-def fetch_events(settings, gateway: str = "local") -> list[dict]:
-    with raw_warehouse.open_warehouse(settings, gateway) as adapter:
+def fetch_events(settings) -> list[dict]:
+    with raw_warehouse.open_warehouse(settings) as adapter:
         return fetch(adapter, 'SELECT * FROM "GOODWORD_WH"."RAW"."EVENTS" ORDER BY "ID"')
 
 
@@ -297,20 +297,20 @@ def test_a_lone_surrogate_is_refused(loaded, tmp_path, table, line, reason):
 def test_a_lone_surrogate_leaves_the_warehouse_usable_and_no_landing_table(tmp_path, monkeypatch,
                                                                           gateway):
     """It used to pass the checks, break the DuckDB database and leave _LANDING_ tables."""
-    settings = isolated_settings(tmp_path, monkeypatch)
+    settings = isolated_settings(tmp_path, monkeypatch, gateway)
     before = tmp_path / "before"
     write(before, EVENTS, GOOD_EVENT)
-    raw_load.load_raw(settings, before, replace=True, gateway=gateway)
-    expected = read_raw(settings, gateway)
+    raw_load.load_raw(settings, before, replace=True)
+    expected = read_raw(settings)
     snap = tmp_path / "snap"
     write(snap, CUSTOMERS, GOOD_CUSTOMER)
     write(snap, EVENTS, r'{"ID": 9, "EVENT_TYPE": "\ud800"}')
     with pytest.raises(raw_load.SnapshotError, match="lone surrogate U"):
-        raw_load.load_raw(settings, snap, replace=True, gateway=gateway)
-    assert read_raw(settings, gateway) == expected
-    assert landing_tables(settings, gateway) == []
-    raw_load.load_raw(settings, before, replace=False, gateway=gateway)  # still writable
-    assert [r["ID"] for r in fetch_events(settings, gateway)] == [1, 1]
+        raw_load.load_raw(settings, snap, replace=True)
+    assert read_raw(settings) == expected
+    assert landing_tables(settings) == []
+    raw_load.load_raw(settings, before, replace=False)  # still writable
+    assert [r["ID"] for r in fetch_events(settings)] == [1, 1]
 
 
 # --- timestamps: exact to the microsecond, within years 1 to 9999 in UTC -------------------------
@@ -339,18 +339,18 @@ def test_a_timestamp_out_of_range_or_finer_than_a_microsecond_is_refused(loaded,
 
 @pytest.mark.parametrize("gateway", ["local", "fakesnow"])
 def test_timestamps_at_the_edges_load_exactly(tmp_path, monkeypatch, gateway):
-    settings = isolated_settings(tmp_path, monkeypatch)
+    settings = isolated_settings(tmp_path, monkeypatch, gateway)
     snap = tmp_path / "snap"
     write(snap, EVENTS, {"ID": 1, "OCCURRED_AT": "0001-01-01T00:00:00"},
           {"ID": 2, "OCCURRED_AT": "9999-12-31T23:59:59.999999"},
           {"ID": 3, "OCCURRED_AT": "2026-03-01T10:00:00.123456000"})
     write(snap, CUSTOMERS, {"ID": "a", "_AIRBYTE_EXTRACTED_AT": "0001-01-01T00:59:00+00:59"},
           {"ID": "b", "_AIRBYTE_EXTRACTED_AT": "9999-12-31T23:59:59.999999Z"})
-    raw_load.load_raw(settings, snap, replace=True, gateway=gateway)
-    assert [r["OCCURRED_AT"] for r in fetch_events(settings, gateway)] == [
+    raw_load.load_raw(settings, snap, replace=True)
+    assert [r["OCCURRED_AT"] for r in fetch_events(settings)] == [
         datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999999),
         datetime(2026, 3, 1, 10, 0, 0, 123456)]
-    raw = read_raw(settings, gateway)
+    raw = read_raw(settings)
     assert [r["_AIRBYTE_EXTRACTED_AT"] for r in raw[CUSTOMERS]] == [
         datetime(1, 1, 1, tzinfo=timezone.utc),
         datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)]
@@ -463,12 +463,12 @@ def test_the_cli_prints_the_problems_and_exits_non_zero(loaded, tmp_path, monkey
 @pytest.mark.parametrize("gateway", ["local", "fakesnow"])
 def test_a_failure_while_staging_drops_the_landing_tables_already_made(tmp_path, monkeypatch,
                                                                        gateway):
-    settings = isolated_settings(tmp_path, monkeypatch)
+    settings = isolated_settings(tmp_path, monkeypatch, gateway)
     before = tmp_path / "before"
     write(before, EVENTS, GOOD_EVENT)
     write(before, CUSTOMERS, GOOD_CUSTOMER)
-    raw_load.load_raw(settings, before, replace=True, gateway=gateway)
-    expected = read_raw(settings, gateway)
+    raw_load.load_raw(settings, before, replace=True)
+    expected = read_raw(settings)
     real_stage = raw_warehouse.stage_text
 
     def stage_then_fail(adapter, table, frame):
@@ -478,9 +478,9 @@ def test_a_failure_while_staging_drops_the_landing_tables_already_made(tmp_path,
 
     monkeypatch.setattr(raw_warehouse, "stage_text", stage_then_fail)
     with pytest.raises(RuntimeError, match="disk full"):
-        raw_load.load_raw(settings, before, replace=True, gateway=gateway)
-    assert landing_tables(settings, gateway) == []
-    assert read_raw(settings, gateway) == expected
+        raw_load.load_raw(settings, before, replace=True)
+    assert landing_tables(settings) == []
+    assert read_raw(settings) == expected
 
 
 def test_a_landing_table_that_cannot_be_dropped_does_not_hide_the_first_failure(tmp_path,

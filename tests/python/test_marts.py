@@ -62,13 +62,13 @@ def builds(tmp_path_factory):
         with raw_warehouse.open_warehouse(settings) as adapter:
             generate(adapter, tables, PARAMS, lambda _: None)
         raw_1 = read_raw(settings)
-        with open_context(settings, "local") as context:
+        with open_context(settings) as context:
             build(context, EXECUTION_1, first=True)
             marts_1 = read_marts(context)
         with raw_warehouse.open_warehouse(settings) as adapter:
             append_day(adapter, tables, PARAMS.seed, PARAMS.events_per_day, lambda _: None)
         raw_2 = read_raw(settings)
-        with open_context(settings, "local") as context:
+        with open_context(settings) as context:
             build(context, EXECUTION_2, first=False)
             marts_2 = read_marts(context)
     history = [(EXECUTION_1, raw_1), (EXECUTION_2, raw_2)]
@@ -128,7 +128,7 @@ def test_real_airbyte_stripe_records_build(tmp_path, monkeypatch):
         "UPDATED_AT": "2026-01-05T09:00:00", "_REPLICATED_AT": landed}) + "\n")
     load_raw(settings, snapshot, replace=True)
     raw = read_raw(settings)
-    with open_context(settings, "local") as context:
+    with open_context(settings) as context:
         build(context, EXECUTION_1, first=True)
         staged = {
             name: fetch(context.engine_adapter,

@@ -80,19 +80,20 @@ def builds(tmp_path_factory, module_pg_database_factory, pg_server):
         tables = raw_tables(settings.project_dir)
         result = {"state_db": state_db, "settings": settings}
         for gateway in GATEWAYS:
-            with raw_warehouse.open_warehouse(settings, gateway) as adapter:
+            on = settings.updated(gateway=gateway)
+            with raw_warehouse.open_warehouse(on) as adapter:
                 generate(adapter, tables, PARAMS, lambda _: None)
-            result[gateway, "raw1"] = read_raw(settings, gateway)
-            with open_context(settings, gateway) as context:
+            result[gateway, "raw1"] = read_raw(on)
+            with open_context(on) as context:
                 context.plan(auto_apply=True, no_prompts=True, execution_time=EXECUTION_1,
                              skip_tests=True, skip_linter=True)
                 result[gateway, 1] = read_marts(context)
                 again = context.plan_builder("prod", execution_time=EXECUTION_1).build()
                 result[gateway, "replan"] = again
-            with raw_warehouse.open_warehouse(settings, gateway) as adapter:
+            with raw_warehouse.open_warehouse(on) as adapter:
                 append_day(adapter, tables, PARAMS.seed, PARAMS.events_per_day, lambda _: None)
-            result[gateway, "raw2"] = read_raw(settings, gateway)
-            with open_context(settings, gateway) as context:
+            result[gateway, "raw2"] = read_raw(on)
+            with open_context(on) as context:
                 status = context.run(execution_time=EXECUTION_2)
                 assert status.is_success, f"{gateway}: sqlmesh run at {EXECUTION_2}: {status}"
                 result[gateway, 2] = read_marts(context)
@@ -135,16 +136,16 @@ def test_state_lives_in_postgresql(builds, pg_server):
     with pg_server.connect(builds["state_db"]) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-            (settings.state_schema,),
+            (settings.state_db.state_schema,),
         )
         tables = {row[0] for row in cur.fetchall()}
         assert {"_snapshots", "_environments", "_intervals", "_versions"} <= tables
-        cur.execute(f'SELECT name FROM "{settings.state_schema}"._environments')
+        cur.execute(f'SELECT name FROM "{settings.state_db.state_schema}"._environments')
         assert ("prod",) in cur.fetchall()
-        cur.execute(f'SELECT COUNT(*) FROM "{settings.state_schema}"._intervals')
+        cur.execute(f'SELECT COUNT(*) FROM "{settings.state_db.state_schema}"._intervals')
         assert cur.fetchone()[0] > 0
     # ... and not in the warehouse, where SQLMesh would otherwise keep its state tables.
-    with raw_warehouse.open_warehouse(settings, "fakesnow") as adapter:
+    with raw_warehouse.open_warehouse(settings.updated(gateway="fakesnow")) as adapter:
         for table in ("_snapshots", "_environments", "_versions"):
-            assert not adapter.table_exists(f'"GOODWORD_WH"."{settings.state_schema}"."{table}"')
+            assert not adapter.table_exists(f'"GOODWORD_WH"."{settings.state_db.state_schema}"."{table}"')
         assert adapter.table_exists('"GOODWORD_WH"."MARTS"."METRICS_DAILY"')

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_committed_model_docs_are_current(tmp_path):
-    settings = Settings(_env_file=None, project_dir=REPO, local_data_dir=tmp_path / "local")
+    settings = Settings(_env_file=None, project_dir=REPO, data_dirs={"local": tmp_path / "local"})
     for path in write_docs(settings, tmp_path / "docs"):
         committed = REPO / "docs" / path.name
         assert committed.exists(), f"docs/{path.name} is missing: run `make docs`"

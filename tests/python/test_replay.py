@@ -113,7 +113,7 @@ def describe(batches: list[replay_sim.Batch]) -> str:
         f"{ {t.split('.')[-1]: len(r) for t, r in b.stripe.items()} })" for b in batches) or "none"
 
 
-def replay(settings, gateway: str, scenario: replay_sim.Scenario,
+def replay(settings, scenario: replay_sim.Scenario,
            reopen_every: int | None = None, service: bool = False,
            offline: frozenset[datetime] = frozenset()) -> Replay:
     """The replay; with `reopen_every`, a fresh Context every that many ticks (the scheduler
@@ -123,10 +123,10 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
     (replay_service.py), which opens a fresh Context per run as the scheduler's child does. At
     the `offline` ticks, RAW ORGANIZATIONS is renamed away for the run (replication maintenance):
     that run must fail, and the next one must catch up."""
-    result = Replay(gateway, scenario)
+    result = Replay(settings.gateway, scenario)
     tables = raw_tables(settings.project_dir)
     began = time.monotonic()
-    with raw_warehouse.open_warehouse(settings, gateway) as adapter:
+    with raw_warehouse.open_warehouse(settings) as adapter:
         replay_sim.create_raw(adapter, tables)
         replay_sim.land_history(adapter, tables, scenario.history())
     result.seconds["history landed"] = time.monotonic() - began
@@ -152,7 +152,7 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
     # ever more address space) the fork fails with ENOMEM. In-process loading does the same work.
     with mock.patch.object(sqlmesh_constants, "MAX_FORK_WORKERS", 1), \
             mock.patch.object(Scheduler, "evaluate", counted), contextlib.ExitStack() as stack:
-        context = stack.enter_context(open_context(settings, gateway))
+        context = stack.enter_context(open_context(settings))
         adapter = context.engine_adapter
         began = time.monotonic()
         # Unit tests and lint are `make test`'s job; this checks what the runs produce.
@@ -162,7 +162,7 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
         raw = replay_sim.read_raw(adapter, tables)
         if service:  # the runs open their own Context; the replay reads through a warehouse
             stack.close()
-            adapter = stack.enter_context(raw_warehouse.open_warehouse(settings, gateway))
+            adapter = stack.enter_context(raw_warehouse.open_warehouse(settings))
         previous = scenario.t0
         for tick in [scenario.t0, *scenario.ticks]:
             landed = scenario.between(previous, tick) if tick != scenario.t0 else []
@@ -171,7 +171,7 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
                 if not service and reopen_every and result.ticks and result.ticks % reopen_every == 0:
                     began = time.monotonic()
                     stack.close()
-                    context = stack.enter_context(open_context(settings, gateway))
+                    context = stack.enter_context(open_context(settings))
                     adapter = context.engine_adapter
                     timers["reopen context"] = (timers.get("reopen context", 0.0)
                                                 + time.monotonic() - began)
@@ -190,15 +190,15 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
                     clock.at(tick)
                     record = scheduler.run_once("cron", scheduled_for=tick.replace(tzinfo=timezone.utc))
                     result.records.append(record)
-                    adapter = stack.enter_context(raw_warehouse.open_warehouse(settings, gateway))
+                    adapter = stack.enter_context(raw_warehouse.open_warehouse(settings))
                     if tick in offline:
                         adapter.execute(f"ALTER TABLE {orgs[:-1]}_OFFLINE\" RENAME TO {orgs}")
                     built = record.status in ("success", "nothing_to_do")
                     assert built != (tick in offline), (
-                        f"{gateway}: the scheduled run at {tick}: {record.status} {record.error}")
+                        f"{settings.gateway}: the scheduled run at {tick}: {record.status} {record.error}")
                 else:
                     status = context.run(execution_time=tick)
-                    assert status.is_success, f"{gateway}: sqlmesh run at {tick}: {status}"
+                    assert status.is_success, f"{settings.gateway}: sqlmesh run at {tick}: {status}"
                 spent = time.monotonic() - began
                 timers["run"] += spent
                 result.runs.append((len(evaluated), spent))
@@ -221,7 +221,7 @@ def replay(settings, gateway: str, scenario: replay_sim.Scenario,
                 result.failures.append((tick, list(problems)))
                 if result.first_failure is None:
                     result.first_failure = (
-                        f"{gateway}: after the run at {tick} (D* {d_star}; landed since "
+                        f"{settings.gateway}: after the run at {tick} (D* {d_star}; landed since "
                         f"{previous}: {describe(landed)}), MARTS " + "\n".join(
                             f"{mart}:\n{text}" for mart, text in problems.items()))
             previous = tick
@@ -260,8 +260,8 @@ def oracle_replay(scenario: replay_sim.Scenario, tables) -> Replay:
 def local_replay(tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("MODEL_START", MODEL_START)
-        settings = isolated_settings(tmp_path_factory.mktemp("replay-local"), monkeypatch)
-        return replay(settings, "local", replay_sim.build_scenario(T0, days=LOCAL_DAYS))
+        settings = isolated_settings(tmp_path_factory.mktemp("replay-local"), monkeypatch, "local")
+        return replay(settings, replay_sim.build_scenario(T0, days=LOCAL_DAYS))
 
 
 # The two ticks of the replayed day whose runs find RAW ORGANIZATIONS gone (replay(offline=...)).
@@ -280,13 +280,13 @@ def fakesnow_replay(tmp_path_factory, module_pg_database_factory, pg_server):
             webhook_receiver("/services/T0/B0/REPLAY") as (hook_url, received):
         monkeypatch.setenv("MODEL_START", MODEL_START)
         pg_server.use_for_state(monkeypatch, state_db)
-        for key, value in {"MESHCTL_GATEWAY": "fakesnow", "MESHCTL_SLACK_WEBHOOK_URL": hook_url,
+        for key, value in {"MESHCTL_SLACK_WEBHOOK_URL": hook_url,
                            "MESHCTL_STATUS_BASE_URL": STATUS_BASE, "MESHCTL_STATUS_RUNS": "500",
                            "MESHCTL_RUN_LOG_DIR": str(root / "logs"),
                            "MESHCTL_UI_USERNAME": STATUS_USER, "MESHCTL_UI_PASSWORD": STATUS_PASSWORD}.items():
             monkeypatch.setenv(key, value)
-        settings = isolated_settings(root, monkeypatch)
-        result = replay(settings, "fakesnow", replay_sim.build_scenario(T0, days=FAKESNOW_DAYS),
+        settings = isolated_settings(root, monkeypatch, "fakesnow")
+        result = replay(settings, replay_sim.build_scenario(T0, days=FAKESNOW_DAYS),
                         service=True, offline=OFFLINE)
         result.settings, result.received = settings, list(received)
         return result
@@ -493,7 +493,7 @@ def test_the_status_page_shows_the_replayed_day_as_run_history_and_the_marts_say
     result = fakesnow_replay
     settings, scenario = result.settings, result.scenario
     now = (scenario.ticks[-1] + timedelta(minutes=5)).replace(tzinfo=timezone.utc)
-    rows = RunHistory(settings).recent(limit=1000)
+    rows = RunHistory(settings.state_db).recent(limit=1000)
     # Run history holds what the scheduler returned: one cron run per tick, the offline two failed.
     assert sorted(r["run_id"] for r in rows) == sorted(r.run_id for r in result.records)
     assert len(rows) == len(scenario.ticks) and {r["trigger"] for r in rows} == {"cron"}

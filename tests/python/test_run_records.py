@@ -88,7 +88,7 @@ def test_secrets_manager_values_are_masked_too(artifacts_bucket, aws_env, s3, mo
     boto3.client("secretsmanager", endpoint_url=aws_env["AWS_ENDPOINT_URL"]).create_secret(
         Name=name, SecretString=json.dumps({"username": "sqlmesh", "password": STATE_DB_PASSWORD})
     )
-    settings = Settings(_env_file=None, secrets_backend="aws", state_db_secret_name=name)
+    settings = Settings(_env_file=None, aws={"secrets_backend": "aws"}, state_db={"secret_name": name})
 
     assert upload_run_record(settings, RECORD, None) is True
 
@@ -155,7 +155,7 @@ def _inject_503s(bucket: Bucket, count: int) -> list[str]:
 
 
 def test_transient_errors_are_retried_by_botocore(settings, s3, artifacts_bucket):
-    bucket = Bucket(settings.model_copy(update={"artifacts_max_retries": 2}))
+    bucket = Bucket(settings.updated(artifacts={"max_retries": 2}))
     seen = _inject_503s(bucket, 2)
 
     assert upload_run_record(settings, RECORD, None, bucket=bucket) is True
@@ -165,7 +165,7 @@ def test_transient_errors_are_retried_by_botocore(settings, s3, artifacts_bucket
 
 
 def test_retries_are_bounded_by_the_setting(settings, caplog):
-    bucket = Bucket(settings.model_copy(update={"artifacts_max_retries": 1}))
+    bucket = Bucket(settings.updated(artifacts={"max_retries": 1}))
     seen = _inject_503s(bucket, 5)
     with caplog.at_level(logging.WARNING, logger="meshctl.artifacts.run_records"):
         assert upload_run_record(settings, RECORD, None, bucket=bucket) is False

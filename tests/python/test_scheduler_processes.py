@@ -322,11 +322,9 @@ def test_sigterm_during_a_run_lets_it_finish_releases_the_lock_and_exits_0(proje
     assert [r["status"] for r in rows] == ["success"], "the run completed, and no new one was started"
     assert len([i for i in rows[0]["intervals"] if i["model"].endswith("STG_EVENTS")]) == DAYS
     _assert_clean_tables(project, range(DAYS))
-    settings = Settings(
-        state_db_host=pg_server.host, state_db_port=pg_server.port, state_db_user=pg_server.user,
-        state_db_name=pg_database, state_db_sslmode="disable",
-    )
-    lock = RunLock(settings)
+    settings = Settings(state_db={"host": pg_server.host, "port": pg_server.port, "user": pg_server.user,
+                                  "name": pg_database, "sslmode": "disable"})
+    lock = RunLock(settings.state_db, settings.run_lock)
     assert lock.try_acquire(), "the advisory lock was released"
     lock.release()
     beat = json.loads(Path(env["MESHCTL_HEARTBEAT_PATH"]).read_text())

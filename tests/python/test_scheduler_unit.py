@@ -27,17 +27,11 @@ def settings(pg_server, pg_database, tmp_path) -> Settings:
     return Settings(
         project_dir=tmp_path,
         gateway="test",
-        state_db_host=pg_server.host,
-        state_db_port=pg_server.port,
-        state_db_user=pg_server.user,
-        state_db_name=pg_database,
-        state_db_sslmode="disable",
-        run_max_attempts=4,
-        run_retry_initial_seconds=1,
-        run_retry_max_seconds=3,
-        run_time_limit_seconds=60,
-        heartbeat_path=tmp_path / "hb.json",
-        run_log_dir=tmp_path / "runs",
+        state_db={"host": pg_server.host, "port": pg_server.port, "user": pg_server.user,
+                  "name": pg_database, "sslmode": "disable"},
+        scheduler={"run_max_attempts": 4, "run_retry_initial_seconds": 1, "run_retry_max_seconds": 3,
+                   "run_time_limit_seconds": 60, "run_log_dir": tmp_path / "runs"},
+        heartbeat={"path": tmp_path / "hb.json"},
     )
 
 
@@ -46,7 +40,7 @@ import contextlib
 
 @contextlib.contextmanager
 def connect(settings):
-    conn = connect_state_db(settings)
+    conn = connect_state_db(settings.state_db)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
@@ -113,7 +107,7 @@ def test_transient_failures_are_retried_with_exponential_backoff_then_succeed(se
     record = Scheduler(settings, runner=runner, sleep=sleeps.append).run_once()
     assert (record.status, record.attempts, runner.calls) == ("success", 3, 3)
     assert sleeps == [1, 2]  # initial 1 s, doubling, capped at 3 s
-    row = RunHistory(settings).recent(1)[0]
+    row = RunHistory(settings.state_db).recent(1)[0]
     assert (row["status"], row["attempts"], row["models"]) == ("success", 3, ["m"])
 
 
@@ -140,14 +134,14 @@ def test_a_timeout_is_recorded_and_not_retried(settings):
 
 
 def test_no_retry_that_would_end_past_the_time_limit(settings):
-    settings = settings.model_copy(update={"run_time_limit_seconds": 1.5, "run_retry_initial_seconds": 5})
+    settings = settings.updated(scheduler={"run_time_limit_seconds": 1.5, "run_retry_initial_seconds": 5})
     runner = ScriptedRunner(_transient(), Attempt("success"))
     record = Scheduler(settings, runner=runner, sleep=lambda s: None).run_once()
     assert (record.status, record.attempts) == ("failed", 1)
 
 
 def test_lock_held_elsewhere_means_a_cron_tick_is_skipped_and_says_who_holds_it(settings):
-    other = RunLock(settings, holder="a plan from the UI")
+    other = RunLock(settings.state_db, settings.run_lock, holder="a plan from the UI")
     assert other.try_acquire()
     try:
         runner = ScriptedRunner(Attempt("success"))
@@ -160,14 +154,14 @@ def test_lock_held_elsewhere_means_a_cron_tick_is_skipped_and_says_who_holds_it(
     # Released: the next run takes it, and leaves it free again.
     record = Scheduler(settings, runner=ScriptedRunner(Attempt("success"))).run_once()
     assert record.status == "success"
-    probe = RunLock(settings)
+    probe = RunLock(settings.state_db, settings.run_lock)
     assert probe.try_acquire()
     probe.release()
 
 
 def test_a_manual_run_waits_for_the_lock_bounded_and_runs_once_it_is_free(settings, caplog):
-    settings = settings.model_copy(update={"run_lock_wait_seconds": 20})
-    other = RunLock(settings, holder="a plan from the CLI")
+    settings = settings.updated(run_lock={"wait_seconds": 20})
+    other = RunLock(settings.state_db, settings.run_lock, holder="a plan from the CLI")
     assert other.try_acquire()
     threading.Timer(2.0, other.release).start()
     started = time.monotonic()
@@ -178,7 +172,7 @@ def test_a_manual_run_waits_for_the_lock_bounded_and_runs_once_it_is_free(settin
     assert "waiting for the run lock, held by a plan from the CLI" in caplog.text
 
     # Held for longer than the wait: skipped, naming the holder and the setting to raise.
-    settings = settings.model_copy(update={"run_lock_wait_seconds": 1})
+    settings = settings.updated(run_lock={"wait_seconds": 1})
     assert other.try_acquire()
     try:
         record = Scheduler(settings, runner=ScriptedRunner(Attempt("success"))).run_once()
@@ -191,13 +185,13 @@ def test_a_manual_run_waits_for_the_lock_bounded_and_runs_once_it_is_free(settin
 def test_a_dead_holders_lease_blocks_others_for_one_lease_at_most(settings):
     """A killed holder stops renewing; its lease runs out and the next writer takes over, with a
     new fencing token, and the dead grant is recorded as expired."""
-    settings = settings.model_copy(update={"run_lock_lease_seconds": 4})
-    holder = RunLock(settings, holder="killed")
+    settings = settings.updated(run_lock={"lease_seconds": 4})
+    holder = RunLock(settings.state_db, settings.run_lock, holder="killed")
     assert holder.try_acquire()
     dead_token = holder.token
     holder._stop.set()  # what SIGKILL does to its renewal: it just stops
     started = time.monotonic()
-    probe = RunLock(settings, holder="next")
+    probe = RunLock(settings.state_db, settings.run_lock, holder="next")
     assert not probe.try_acquire(), "no takeover while the lease stands"
     while not probe.try_acquire():
         assert time.monotonic() - started < 8
@@ -213,8 +207,8 @@ def test_a_dead_holders_lease_blocks_others_for_one_lease_at_most(settings):
 def test_a_connection_reset_does_not_lose_the_lease(settings):
     """The state database resets every connection (failover, restart): the holder re-connects,
     renews, and nobody else can take the lock meanwhile."""
-    settings = settings.model_copy(update={"run_lock_lease_seconds": 4})
-    holder = RunLock(settings, holder="long run")
+    settings = settings.updated(run_lock={"lease_seconds": 4})
+    holder = RunLock(settings.state_db, settings.run_lock, holder="long run")
     assert holder.try_acquire()
     try:
         for _ in range(3):
@@ -222,27 +216,27 @@ def test_a_connection_reset_does_not_lose_the_lease(settings):
                 cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                             "WHERE datname = current_database() AND pid <> pg_backend_pid()")
             time.sleep(2)
-            assert not RunLock(settings).try_acquire()
+            assert not RunLock(settings.state_db, settings.run_lock).try_acquire()
         time.sleep(3)  # past the first lease: renewed on new connections
         assert holder.held and holder.lost is None
         holder.verify()
-        assert not RunLock(settings).try_acquire()
+        assert not RunLock(settings.state_db, settings.run_lock).try_acquire()
     finally:
         holder.release()
 
 
 def test_a_holder_that_cannot_renew_is_told_before_its_lease_can_expire(settings):
-    settings = settings.model_copy(update={"run_lock_lease_seconds": 4})
+    settings = settings.updated(run_lock={"lease_seconds": 4})
     lost = threading.Event()
-    holder = RunLock(settings, holder="cut off", on_lost=lambda reason: lost.set())
+    holder = RunLock(settings.state_db, settings.run_lock, holder="cut off", on_lost=lambda reason: lost.set())
     assert holder.try_acquire()
     # Cut it off from the state database: every renewal fails to connect.
-    holder.settings = settings.model_copy(update={"state_db_port": 1})
+    holder.db = settings.state_db.model_copy(update={"port": 1})
     assert lost.wait(6)
     told = time.monotonic()
     with pytest.raises(Exception, match="lost"):
         holder.verify()
-    probe = RunLock(settings)
+    probe = RunLock(settings.state_db, settings.run_lock)
     while not probe.try_acquire():
         time.sleep(0.1)
     assert time.monotonic() - told > 0.5, "the holder knew before anyone could take over"
@@ -283,7 +277,7 @@ def test_a_cron_tick_runs_once_and_dead_runs_are_marked_abandoned(settings):
 
     from meshctl.service.run_history import RunRecord
 
-    history = RunHistory(settings)
+    history = RunHistory(settings.state_db)
     history.ensure()
     dead = RunRecord(run_id="dead", trigger="cron", environment="prod", gateway="test", host="h", pid=1,
                      started_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
@@ -313,9 +307,9 @@ def test_heartbeat_and_health(settings):
     scheduler.run_once()
     ok, detail = heartbeat.check(settings)
     assert ok, detail
-    beat = json.loads(Path(settings.heartbeat_path).read_text())
+    beat = json.loads(Path(settings.heartbeat.path).read_text())
     assert beat["role"] == "scheduler"
-    ok, detail = heartbeat.check(settings, now=beat["ts"] + settings.heartbeat_max_age_seconds + 1)
+    ok, detail = heartbeat.check(settings, now=beat["ts"] + settings.heartbeat.max_age_seconds + 1)
     assert not ok and "stuck" in detail
 
 
@@ -339,8 +333,8 @@ def test_runs_command_lists_recent_runs(settings, pg_server, pg_database):
 def test_notifications_are_built_from_settings(settings):
     from meshctl.service import notify
 
-    assert notify.targets(settings) == []
-    configured = settings.model_copy(
+    assert notify.targets(settings.notify) == []
+    configured = settings.notify.model_copy(
         update={
             "slack_webhook_url": SecretStr("http://127.0.0.1:9/hook"),
             "smtp_host": "smtp.example.invalid",
@@ -391,10 +385,10 @@ def test_a_hung_state_backup_is_killed_at_its_time_limit_and_the_scheduler_goes_
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # made-up keys: the request must be sent
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     blackhole = socket.create_server(("127.0.0.1", 0))  # accepts (the backlog), never answers
-    settings = settings.model_copy(update={
-        "artifacts_bucket": "goodword-artifacts", "aws_endpoint_url": f"http://127.0.0.1:{blackhole.getsockname()[1]}",
-        "state_backup_time_limit_seconds": 4, "run_lock_lease_seconds": 8,
-    })
+    settings = settings.updated(
+        artifacts={"bucket": "goodword-artifacts"}, aws={"endpoint_url": f"http://127.0.0.1:{blackhole.getsockname()[1]}"},
+        state_backup={"time_limit_seconds": 4}, run_lock={"lease_seconds": 8},
+    )
     scheduler = Scheduler(settings, runner=ScriptedRunner(), beat=True)
     from datetime import datetime, timezone
 
@@ -408,7 +402,7 @@ def test_a_hung_state_backup_is_killed_at_its_time_limit_and_the_scheduler_goes_
     assert next_due is not None
     ok, detail = heartbeat.check(settings)
     assert ok, f"the heartbeat went on during the backup: {detail}"
-    probe = RunLock(settings)
+    probe = RunLock(settings.state_db, settings.run_lock)
     assert probe.try_acquire(), "the lock came back"
     probe.release()
 
@@ -416,9 +410,9 @@ def test_a_hung_state_backup_is_killed_at_its_time_limit_and_the_scheduler_goes_
 def test_settings_reach_a_child_whole_with_secrets_outside_the_environment(settings):
     from meshctl.settings import settings_for_child, settings_from_parent
 
-    settings = settings.model_copy(update={"state_db_password": SecretStr("pw-123"), "snowflake_private_key": SecretStr("k")})
+    settings = settings.updated(state_db={"password": SecretStr("pw-123")}, snowflake={"private_key": SecretStr("k")})
     settings._secrets_resolved = True
     again = settings_from_parent(settings_for_child(settings))
     assert again == settings
-    assert again.state_db_password.get_secret_value() == "pw-123"
+    assert again.state_db.password.get_secret_value() == "pw-123"
     assert again._secrets_resolved, "the child does not fetch the secrets again"

@@ -99,11 +99,11 @@ def _settings(**values) -> Settings:
 
 def test_every_secret_setting_is_looked_for_and_named_never_shown():
     settings = _settings(
-        snowflake_password="sf-Pa55-word-91c7e2",
-        state_db_password="state-db-pw-4d2a8f",
-        slack_webhook_url="https://hooks.example.com/services/T000/B000/xyzzy-plugh",
-        ui_password="ui-login-4471",
-        smtp_password="abc",  # too short to look for: it would match ordinary text
+        snowflake={"password": "sf-Pa55-word-91c7e2"},
+        state_db={"password": "state-db-pw-4d2a8f"},
+        notify={"slack_webhook_url": "https://hooks.example.com/services/T000/B000/xyzzy-plugh",
+                "smtp_password": "abc"},  # too short to look for: it would match ordinary text
+        ui={"password": "ui-login-4471"},
     )
     known = dict((name, value) for name, value in known_secrets(settings))
     assert set(known.values()) >= {
@@ -131,20 +131,20 @@ def _one_line(pem: str) -> str:
     ids=["joined", "indented", "one line quoted"],
 )
 def test_a_private_key_setting_is_found_in_any_layout_without_its_header(layout):
-    known = known_secrets(_settings(snowflake_private_key=PEM))
+    known = known_secrets(_settings(snowflake={"private_key": PEM}))
     assert scan_bytes(layout(PEM).encode(), known).kind == "the value of SNOWFLAKE_PRIVATE_KEY"
 
 
 def test_the_key_file_and_the_decrypted_key_sqlmesh_is_handed_are_looked_for(tmp_path):
     key_file = tmp_path / "rsa_key.p8"
     key_file.write_text(ENCRYPTED_PEM)
-    from_file = known_secrets(_settings(snowflake_private_key_path=key_file, snowflake_private_key_passphrase=PASSPHRASE))
+    from_file = known_secrets(_settings(snowflake={"private_key_path": key_file, "private_key_passphrase": PASSPHRASE}))
     body = ENCRYPTED_PEM.splitlines()[3]
     assert scan_bytes(f"x {body}\n".encode(), from_file).kind == "the value of the key file at SNOWFLAKE_PRIVATE_KEY_PATH"
     assert scan_bytes(f"phrase={PASSPHRASE}\n".encode(), from_file).kind == "the value of SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"
 
     # An encrypted key in the setting: SQLMesh gets it decrypted, as base64 DER (secrets.py).
-    in_setting = known_secrets(_settings(snowflake_private_key=ENCRYPTED_PEM, snowflake_private_key_passphrase=PASSPHRASE))
+    in_setting = known_secrets(_settings(snowflake={"private_key": ENCRYPTED_PEM, "private_key_passphrase": PASSPHRASE}))
     der = base64.b64encode(
         RSA.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     ).decode()
@@ -165,7 +165,7 @@ def test_an_archive_is_scanned_file_by_file_and_the_finding_names_the_member():
 def test_the_real_project_bundle_passes_and_the_scan_is_cheap(tmp_path, capsys):
     """The repo's own models, SQL, seeds, config, runtime source and README hold nothing that
     looks like a secret; the scan of the bundle (every file in it) takes a fraction of a second."""
-    settings = _settings(project_dir=PROJECT_DIR, state_db_password="state-db-pw-4d2a8f", snowflake_private_key=PEM)
+    settings = _settings(project_dir=PROJECT_DIR, state_db={"password": "state-db-pw-4d2a8f"}, snowflake={"private_key": PEM})
     tar_path, manifest = artifacts.build_bundle(settings, tmp_path, version="scan-check")
     known = known_secrets(settings)
 

@@ -43,16 +43,15 @@ def _put(sm, name: str, value) -> None:
         sm.put_secret_value(SecretId=name, SecretString=text)
 
 
-def _settings(aws_env, **env) -> Settings:
-    base = {
-        "MESHCTL_SECRETS": "aws",
-        "MESHCTL_GATEWAY": "snowflake",
-        "AWS_ENDPOINT_URL": aws_env["AWS_ENDPOINT_URL"],
-        "SNOWFLAKE_SECRET_NAME": "t-snowflake",
-        "STATE_DB_SECRET_NAME": "t-aurora",
-    }
-    base.update(env)
-    return Settings(_env_file=None, **base)
+def _settings(aws_env, **state_db) -> Settings:
+    """Settings on gateway snowflake with secrets from moto; `state_db` values set explicitly."""
+    return Settings(
+        _env_file=None,
+        MESHCTL_GATEWAY="snowflake",
+        aws={"MESHCTL_SECRETS": "aws", "AWS_ENDPOINT_URL": aws_env["AWS_ENDPOINT_URL"]},
+        snowflake={"SNOWFLAKE_SECRET_NAME": "t-snowflake"},
+        state_db={"STATE_DB_SECRET_NAME": "t-aurora", **state_db},
+    )
 
 
 def _snowflake_secret(pem: str) -> dict:
@@ -68,7 +67,7 @@ def _snowflake_secret(pem: str) -> dict:
 
 
 def test_env_backend_reads_nothing_from_aws(aws_env):
-    settings = Settings(_env_file=None, MESHCTL_SECRETS="env", SNOWFLAKE_ACCOUNT="acct")
+    settings = Settings(_env_file=None, aws={"MESHCTL_SECRETS": "env"}, snowflake={"SNOWFLAKE_ACCOUNT": "acct"})
     assert secrets.resolve(settings, client=object()) is settings
 
 
@@ -81,11 +80,11 @@ def test_secrets_fill_settings_and_key_reaches_sqlmesh(aws_env, sm, rsa_key, mon
         monkeypatch.delenv(var, raising=False)
 
     resolved = secrets.resolve(_settings(aws_env))
-    assert resolved.snowflake_account == "ab12345.us-east-2.aws"
-    assert resolved.snowflake_role == "SQLMESH_ROLE"
-    assert resolved.state_db_host == "aurora.internal"
-    assert resolved.state_db_port == 6543
-    assert resolved.state_db_password.get_secret_value() == STATE_PASSWORD
+    assert resolved.snowflake.account == "ab12345.us-east-2.aws"
+    assert resolved.snowflake.role == "SQLMESH_ROLE"
+    assert resolved.state_db.host == "aurora.internal"
+    assert resolved.state_db.port == 6543
+    assert resolved.state_db.password.get_secret_value() == STATE_PASSWORD
 
     from sqlmesh.core.config.loader import load_config_from_paths
     from sqlmesh.core.config import Config
@@ -111,8 +110,8 @@ def test_explicit_environment_wins_over_secret(aws_env, sm, rsa_key):
     _put(sm, "t-snowflake", _snowflake_secret(rsa_key[1]))
     _put(sm, "t-aurora", {"host": "aurora.internal", "username": "sqlmesh", "password": "x"})
     resolved = secrets.resolve(_settings(aws_env, STATE_DB_HOST="override.internal"))
-    assert resolved.state_db_host == "override.internal"
-    assert resolved.state_db_user == "sqlmesh"
+    assert resolved.state_db.host == "override.internal"
+    assert resolved.state_db.user == "sqlmesh"
 
 
 @pytest.mark.parametrize(

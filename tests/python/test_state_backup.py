@@ -62,11 +62,8 @@ def make_settings(project: Path, pg_server, dbname: str, **overrides) -> Setting
         _env_file=None,
         project_dir=project,
         gateway="local",
-        state_db_host=env["STATE_DB_HOST"],
-        state_db_port=int(env["STATE_DB_PORT"]),
-        state_db_user=env["STATE_DB_USER"],
-        state_db_name=dbname,
-        state_db_sslmode="disable",
+        state_db={"host": env["STATE_DB_HOST"], "port": int(env["STATE_DB_PORT"]), "user": env["STATE_DB_USER"],
+                  "name": dbname, "sslmode": "disable"},
         **overrides,
     )
 
@@ -293,7 +290,7 @@ def test_retention_keeps_exactly_what_the_policy_says(
     project, artifacts_bucket, pg_server, stub_state, keep_count, keep_days, kept_ages
 ):
     settings = make_settings(
-        project, pg_server, "unused", state_backup_keep_count=keep_count, state_backup_keep_days=keep_days
+        project, pg_server, "unused", state_backup={"keep_count": keep_count, "keep_days": keep_days}
     )
     fake = dict(zip([1, 3, 8, 20, 40], put_fake_backups(settings, [1, 3, 8, 20, 40])))
     bucket = Bucket(settings)
@@ -309,7 +306,7 @@ def test_retention_keeps_exactly_what_the_policy_says(
 
 
 def test_retention_never_deletes_the_backup_just_made(project, artifacts_bucket, pg_server, stub_state):
-    settings = make_settings(project, pg_server, "unused", state_backup_keep_count=1, state_backup_keep_days=0)
+    settings = make_settings(project, pg_server, "unused", state_backup={"keep_count": 1, "keep_days": 0})
     newer = put_fake_backups(settings, [-1, -2])  # clock skew: two backups "from the future"
 
     result = state_backup.backup_state(settings, now=T0)
@@ -328,7 +325,7 @@ def test_scheduled_backup_logs_and_returns_none_on_failure(project, pg_server, a
 
 
 def test_scheduled_backup_succeeds_and_next_run_follows_the_cron(project, pg_server, artifacts_bucket, stub_state):
-    settings = make_settings(project, pg_server, "unused", state_backup_cron="30 2 * * *")
+    settings = make_settings(project, pg_server, "unused", state_backup={"cron": "30 2 * * *"})
     result = state_backup.run_scheduled_backup(settings)
     assert result is not None and Bucket(settings).head(result.key)["Metadata"]["reason"] == "scheduled"
     assert state_backup.next_backup_at(settings, T0) == dt.datetime(2026, 11, 21, 2, 30, tzinfo=dt.timezone.utc)
@@ -350,13 +347,13 @@ def test_scheduler_takes_the_due_backup_once_and_never_under_a_run(planned, arti
     from meshctl.service.run_lock import RunLock
     from meshctl.service.scheduler import Scheduler
 
-    settings = planned.model_copy(update={"artifacts_bucket": artifacts_bucket})
+    settings = planned.updated(artifacts={"bucket": artifacts_bucket})
     scheduler = Scheduler(settings, runner=lambda *a, **k: pytest.fail("no run expected"))
     due = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
     before = len(state_backup.list_backups(Bucket(settings)))
 
     # A run holds the lock: no export while it may write state; retried about a minute later.
-    run = RunLock(settings)
+    run = RunLock(settings.state_db, settings.run_lock)
     assert run.try_acquire()
     try:
         retry_at = scheduler._backup(due)
@@ -378,10 +375,10 @@ def test_scheduler_loop_runs_the_backup_cron(planned, artifacts_bucket, monkeypa
     from meshctl.service.attempts import Attempt
     from meshctl.service.scheduler import Scheduler
 
-    settings = planned.model_copy(update={
-        "artifacts_bucket": artifacts_bucket,
-        "schedule_cron": "* * * * * */2",  # the run tick: at most two seconds away
-    })
+    settings = planned.updated(
+        artifacts={"bucket": artifacts_bucket},
+        scheduler={"cron": "* * * * * */2"},  # the run tick: at most two seconds away
+    )
     # The first backup slot is already due when the loop starts, whatever the clock says.
     real_next = state_backup.next_backup_at
     slots = []

@@ -261,8 +261,9 @@ def test_without_its_state_database_the_page_says_so_in_one_line(pg_server, tmp_
     async def sqlmesh_ui(scope, receive, send):  # never reached
         raise AssertionError("the status routes answer themselves")
 
-    settings = Settings(_env_file=None, project_dir=tmp_path, state_db_host=pg_server.host, state_db_port=pg_server.port,
-                        state_db_user=pg_server.user, state_db_name="no_such_state_db", state_db_sslmode="disable")
+    settings = Settings(_env_file=None, project_dir=tmp_path, state_db={
+        "host": pg_server.host, "port": pg_server.port, "user": pg_server.user, "name": "no_such_state_db",
+        "sslmode": "disable"})
     app = web.mount(sqlmesh_ui, settings)
     for path in ("/status", "/status.json"):
         messages, body = _call(app, path)
