@@ -21,11 +21,27 @@ def _human(size: int) -> str:
     return str(size)
 
 
-def _fail(exc: Exception) -> None:
-    raise click.ClickException(str(exc) if isinstance(exc, ArtifactsError) else error_text(exc))
+class ArtifactsGroup(click.Group):
+    """A failure of a command's S3 (or state) work is one line, `Error: <why>` and exit 1: the
+    command's own message for an ArtifactsError, S3's error code and message for the rest.
+    click's own exits, expected failures (the run lock held) and a lost state database go on to
+    meshctl's one error handler (cli/__init__.py), which knows their exit codes and fixes."""
+
+    def invoke(self, ctx: click.Context):
+        from meshctl.cli import _is_state_db_error
+        from meshctl.errors import ExpectedFailure
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, ExpectedFailure):
+            raise
+        except Exception as exc:
+            if _is_state_db_error(exc):
+                raise
+            raise click.ClickException(str(exc) if isinstance(exc, ArtifactsError) else error_text(exc)) from exc
 
 
-@click.group("artifacts")
+@click.group("artifacts", cls=ArtifactsGroup)
 def artifacts_group() -> None:
     """Project bundles and docs in the artifacts bucket (ARTIFACTS_BUCKET)."""
 
@@ -35,10 +51,7 @@ def artifacts_group() -> None:
 @click.pass_obj
 def push_command(settings: Settings, version: str | None) -> None:
     """Pack the project, upload it, verify it, then move `latest` to it."""
-    try:
-        result = push(settings, version)
-    except Exception as exc:
-        _fail(exc)
+    result = push(settings, version)
     click.echo(
         f"pushed bundle {result.version}: {result.files} files, {_human(result.size)}, "
         f"sha256 {result.sha256[:12]}… -> {result.bundle_url}; latest -> {result.version}"
@@ -56,10 +69,7 @@ def push_command(settings: Settings, version: str | None) -> None:
 @click.pass_obj
 def pull_command(settings: Settings, version: str, dest: Path | None) -> None:
     """Download bundle VERSION (default: latest), verify every file, swap it into place."""
-    try:
-        result = pull(settings, version, dest)
-    except Exception as exc:
-        _fail(exc)
+    result = pull(settings, version, dest)
     click.echo(
         f"pulled bundle {result.version}: {result.files} files verified -> {result.dest}"
         + (" (previous project replaced)" if result.replaced else "")
@@ -70,10 +80,7 @@ def pull_command(settings: Settings, version: str, dest: Path | None) -> None:
 @click.pass_obj
 def list_command(settings: Settings) -> None:
     """List pushed bundle versions; `*` marks latest."""
-    try:
-        versions, current = list_versions(Bucket(settings))
-    except Exception as exc:
-        _fail(exc)
+    versions, current = list_versions(Bucket(settings))
     for v in versions:
         click.echo(f"{'*' if v == current else ' '} {v}")
     click.echo(f"{len(versions)} bundle(s); latest: {current or 'none'}")
@@ -83,14 +90,11 @@ def list_command(settings: Settings) -> None:
 @click.pass_obj
 def docs_command(settings: Settings) -> None:
     """Render the model DAG and upload it to <prefix>/docs/index.html (plus a versioned copy)."""
-    try:
-        result = publish_docs(settings)
-    except Exception as exc:
-        _fail(exc)
+    result = publish_docs(settings)
     click.echo(f"docs: {_human(result.size)} -> {result.index_url} (and {result.versioned_url})")
 
 
-@click.group("state")
+@click.group("state", cls=ArtifactsGroup)
 def state_group() -> None:
     """Back up and restore SQLMesh state through the artifacts bucket."""
 
@@ -99,10 +103,7 @@ def state_group() -> None:
 @click.pass_obj
 def backup_command(settings: Settings) -> None:
     """Export the SQLMesh state to S3, then apply retention."""
-    try:
-        result = backup_state(settings)
-    except Exception as exc:
-        _fail(exc)
+    result = backup_state(settings)
     click.echo(
         f"state backup: {len(result.environments)} environment(s), {result.size} bytes -> {result.url}; "
         f"retention kept {result.kept}, deleted {len(result.deleted)}"
@@ -117,10 +118,7 @@ def backup_command(settings: Settings) -> None:
 def restore_command(settings: Settings, key: str | None, yes: bool, merge: bool) -> None:
     """Import state backup KEY (default: the newest) after confirming."""
     confirm = None if yes else (lambda question: click.confirm(question, default=False))
-    try:
-        result = restore_state(settings, key, confirm=confirm, replace=not merge)
-    except Exception as exc:
-        _fail(exc)
+    result = restore_state(settings, key, confirm=confirm, replace=not merge)
     if not result.restored:
         click.echo("restore cancelled; the state is unchanged")
         raise SystemExit(1)
@@ -132,10 +130,7 @@ def restore_command(settings: Settings, key: str | None, yes: bool, merge: bool)
 @click.pass_obj
 def state_list_command(settings: Settings) -> None:
     """List state backups, oldest first."""
-    try:
-        backups = list_backups(Bucket(settings))
-    except Exception as exc:
-        _fail(exc)
+    backups = list_backups(Bucket(settings))
     for b in backups:
         click.echo(f"{b.taken_at:%Y-%m-%d %H:%M:%SZ}  sqlmesh {b.sqlmesh_version:<10} {b.size or 0:>10}  {b.name}")
     click.echo(f"{len(backups)} backup(s)")
