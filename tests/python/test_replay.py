@@ -7,8 +7,9 @@ before T0 lands first and one `plan` builds it; then, for each 15-minute tick, t
 stamped since the previous tick land (atomically, strictly between ticks), `Context.run` runs
 with the tick as execution time, and every mart must equal the oracle over the RAW that had
 landed before the tick (oracle.marts with D* from oracle.latest_complete_date), with no duplicate
-grain key. The local context stays open across ticks; the fakesnow one is reopened every 8 ticks
-(its connections grow by megabytes a run; the scheduler runs each run in a fresh process anyway).
+grain key. On `local` one context stays open across ticks and runs `Context.run`; on fakesnow each
+tick is the scheduler's own cron run (replay_service.py), a fresh context per run as in production,
+and the status page is read after the day.
 
 The replay also proves it exercised what it claims: the coverage checks fail if the scenario
 stops producing a case (a late event changing a past DAU, a published quiet day, a retried batch,
@@ -113,11 +114,9 @@ def describe(batches: list[replay_sim.Batch]) -> str:
         f"{ {t.split('.')[-1]: len(r) for t, r in b.stripe.items()} })" for b in batches) or "none"
 
 
-def replay(settings, scenario: replay_sim.Scenario,
-           reopen_every: int | None = None, service: bool = False,
+def replay(settings, scenario: replay_sim.Scenario, service: bool = False,
            offline: frozenset[datetime] = frozenset()) -> Replay:
-    """The replay; with `reopen_every`, a fresh Context every that many ticks (the scheduler
-    runs each run in a fresh process; fakesnow's connections grow by megabytes a run).
+    """The replay: `Context.run` at every tick on one open Context.
 
     With `service`, each tick is the scheduler's `run_once("cron")` on a simulated clock
     (replay_service.py), which opens a fresh Context per run as the scheduler's child does. At
@@ -168,13 +167,6 @@ def replay(settings, scenario: replay_sim.Scenario,
             landed = scenario.between(previous, tick) if tick != scenario.t0 else []
             built = True
             if tick != scenario.t0:
-                if not service and reopen_every and result.ticks and result.ticks % reopen_every == 0:
-                    began = time.monotonic()
-                    stack.close()
-                    context = stack.enter_context(open_context(settings))
-                    adapter = context.engine_adapter
-                    timers["reopen context"] = (timers.get("reopen context", 0.0)
-                                                + time.monotonic() - began)
                 began = time.monotonic()
                 for batch in landed:
                     replay_sim.land(adapter, tables, batch)
@@ -480,10 +472,8 @@ def test_the_status_page_shows_the_replayed_day_as_run_history_and_the_marts_say
     holds it and its verdict by the contract, the RAW it was judged against as RAW holds it, the
     one failure incident and its recovery (as the webhook got them), cost per model and per run
     from the query tags the emulation recorded."""
-    from playwright.sync_api import sync_playwright
-
     from png_pixels import share
-    from service_helpers import assert_runs_match_history
+    from service_helpers import assert_runs_match_history, chromium_page
 
     from meshctl.service.basic_auth import BasicAuthMiddleware
     from meshctl.service.run_history import RunHistory
@@ -504,75 +494,65 @@ def test_the_status_page_shows_the_replayed_day_as_run_history_and_the_marts_say
 
     status_data.COST.clear()
     app = BasicAuthMiddleware(StatusApp(settings, clock=lambda: now).app, STATUS_USER, STATUS_PASSWORD)
-    with replay_service.serving(app) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        context = browser.new_context(http_credentials={"username": STATUS_USER, "password": STATUS_PASSWORD},
-                                      viewport={"width": 1400, "height": 1000})
-        context.set_default_timeout(20_000)
-        page = context.new_page()
-        try:
-            assert page.goto(base + "/status").status == 200
-            facts = page.context.request.get(base + "/status.json").json()
-            page.screenshot(path=str(tmp_path / "status-after-the-day.png"), full_page=True)
+    with replay_service.serving(app) as base, chromium_page((STATUS_USER, STATUS_PASSWORD)) as page:
+        assert page.goto(base + "/status").status == 200
+        facts = page.context.request.get(base + "/status.json").json()
+        page.screenshot(path=str(tmp_path / "status-after-the-day.png"), full_page=True)
 
-            # Every run, as run history has it; the failed ones red, with their error.
-            assert_runs_match_history(page, facts, rows)
-            for row in failed:
-                shown = page.locator(f'tr.run[data-run="{row["run_id"]}"]')
-                assert shown.locator("td.error").inner_text() == row["error"].strip().splitlines()[0][:300]
-                assert share(shown.locator(".badge").screenshot(), RED) > 0.3
-                assert share(shown.screenshot(), RED_BG) > 0.5
-            assert page.locator("#chart-durations circle.run-dot").count() == len(rows)
+        # Every run, as run history has it; the failed ones red, with their error.
+        assert_runs_match_history(page, facts, rows)
+        for row in failed:
+            shown = page.locator(f'tr.run[data-run="{row["run_id"]}"]')
+            assert shown.locator("td.error").inner_text() == row["error"].strip().splitlines()[0][:300]
+            assert share(shown.locator(".badge").screenshot(), RED) > 0.3
+            assert share(shown.screenshot(), RED_BG) > 0.5
+        assert page.locator("#chart-durations circle.run-dot").count() == len(rows)
 
-            # Freshness, as the marts and RAW say. Nothing landed after the last run, so every
-            # mart is fresh, except that the whole-days marts wait while the oracle's latest
-            # complete date is not yet yesterday.
-            d_star = result.observed[-1][1]
-            yesterday = now.date() - timedelta(days=1)
-            verdicts = {m["mart"]: m for m in facts["freshness"]["marts"]}
-            assert set(verdicts) == set(result.final_marts)
-            for mart, verdict in verdicts.items():
-                want = "pending" if mart in WHOLE_DAYS and d_star != yesterday else "fresh"
-                assert verdict["status"] == want, (mart, verdict)
-                if verdict["date_column"]:
-                    published = max(_as_date(r[verdict["date_column"]]) for r in result.final_marts[mart])
-                    assert verdict["published"] == published.isoformat(), mart
-                for source in verdict["sources"]:
-                    landed = _newest_landed(result.final_raw, source["table"])
-                    assert datetime.fromisoformat(source["newest"]).replace(tzinfo=None) == landed, (mart, source)
-                badge = page.locator(f'tr.mart[data-mart="{mart}"] .badge')
-                assert badge.inner_text() == want
-            if d_star == yesterday - timedelta(days=1):
-                assert all(verdicts[m]["reason"] for m in WHOLE_DAYS)
+        # Freshness, as the marts and RAW say. Nothing landed after the last run, so every
+        # mart is fresh, except that the whole-days marts wait while the oracle's latest
+        # complete date is not yet yesterday.
+        d_star = result.observed[-1][1]
+        yesterday = now.date() - timedelta(days=1)
+        verdicts = {m["mart"]: m for m in facts["freshness"]["marts"]}
+        assert set(verdicts) == set(result.final_marts)
+        for mart, verdict in verdicts.items():
+            want = "pending" if mart in WHOLE_DAYS and d_star != yesterday else "fresh"
+            assert verdict["status"] == want, (mart, verdict)
+            if verdict["date_column"]:
+                published = max(_as_date(r[verdict["date_column"]]) for r in result.final_marts[mart])
+                assert verdict["published"] == published.isoformat(), mart
+            for source in verdict["sources"]:
+                landed = _newest_landed(result.final_raw, source["table"])
+                assert datetime.fromisoformat(source["newest"]).replace(tzinfo=None) == landed, (mart, source)
+            badge = page.locator(f'tr.mart[data-mart="{mart}"] .badge')
+            assert badge.inner_text() == want
+        if d_star == yesterday - timedelta(days=1):
+            assert all(verdicts[m]["reason"] for m in WHOLE_DAYS)
 
-            # One incident for the two failed runs, one recovery; each alert sent once.
-            texts = [json.dumps(m) for m in result.received]
-            opened = [t for t in texts if "SQLMesh run failed" in t]
-            assert len(opened) == 1 and f"{STATUS_BASE}/status/runs/{failed[0]['run_id']}" in opened[0], texts
-            recovered = [t for t in texts if "SQLMesh runs succeed again" in t]
-            assert len(recovered) == 1 and "after 2 failed run(s)" in recovered[0], texts
-            alerts = facts["alerts"]["open"] + facts["alerts"]["recent"]
-            assert len(texts) == len(alerts) + len(facts["alerts"]["recent"]), (texts, alerts)
-            assert page.locator("#alerts .alert.resolved").filter(has_text="SQLMesh run failed").count() == 1
+        # One incident for the two failed runs, one recovery; each alert sent once.
+        texts = [json.dumps(m) for m in result.received]
+        opened = [t for t in texts if "SQLMesh run failed" in t]
+        assert len(opened) == 1 and f"{STATUS_BASE}/status/runs/{failed[0]['run_id']}" in opened[0], texts
+        recovered = [t for t in texts if "SQLMesh runs succeed again" in t]
+        assert len(recovered) == 1 and "after 2 failed run(s)" in recovered[0], texts
+        alerts = facts["alerts"]["open"] + facts["alerts"]["recent"]
+        assert len(texts) == len(alerts) + len(facts["alerts"]["recent"]), (texts, alerts)
+        assert page.locator("#alerts .alert.resolved").filter(has_text="SQLMesh run failed").count() == 1
 
-            # Cost from the recorded tags: every model the day built, and each run that built one.
-            assert facts["cost"]["source"] == "emulated"
-            costed = {line["key"].replace('"', "").upper() for line in facts["cost"]["by_model"]}
-            built = {m.replace('"', "").upper() for r in rows for m in r["models"]}
-            assert built and built <= costed, built - costed
-            assert page.locator("#cost-by-model tbody tr").count() == min(25, len(facts["cost"]["by_model"]))
-            busy = max(rows, key=lambda r: len(r["models"]))
-            run = page.context.request.get(f"{base}/status/runs/{busy['run_id']}.json").json()
-            assert run["cost"] and run["cost"]["statements"] > 0, run["cost"]
+        # Cost from the recorded tags: every model the day built, and each run that built one.
+        assert facts["cost"]["source"] == "emulated"
+        costed = {line["key"].replace('"', "").upper() for line in facts["cost"]["by_model"]}
+        built = {m.replace('"', "").upper() for r in rows for m in r["models"]}
+        assert built and built <= costed, built - costed
+        assert page.locator("#cost-by-model tbody tr").count() == min(25, len(facts["cost"]["by_model"]))
+        busy = max(rows, key=lambda r: len(r["models"]))
+        run = page.context.request.get(f"{base}/status/runs/{busy['run_id']}.json").json()
+        assert run["cost"] and run["cost"]["statements"] > 0, run["cost"]
 
-            # A run's page: each model it built, from run history; a failed run's page, its error.
-            page.goto(f"{base}/status/runs/{busy['run_id']}")
-            models = page.locator("#models tbody tr[data-model]")
-            assert {models.nth(i).get_attribute("data-model") for i in range(models.count())} == set(busy["models"])
-            page.goto(f"{base}/status/runs/{failed[0]['run_id']}")
-            assert page.locator("#run-error").inner_text() == failed[0]["error"].strip()
-            assert share(page.locator("#run .badge").screenshot(), RED) > 0.3
-        finally:
-            context.close()
-            browser.close()
+        # A run's page: each model it built, from run history; a failed run's page, its error.
+        page.goto(f"{base}/status/runs/{busy['run_id']}")
+        models = page.locator("#models tbody tr[data-model]")
+        assert {models.nth(i).get_attribute("data-model") for i in range(models.count())} == set(busy["models"])
+        page.goto(f"{base}/status/runs/{failed[0]['run_id']}")
+        assert page.locator("#run-error").inner_text() == failed[0]["error"].strip()
+        assert share(page.locator("#run .badge").screenshot(), RED) > 0.3
