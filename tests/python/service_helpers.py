@@ -295,6 +295,31 @@ def assert_runs_match_history(page, facts: dict, rows: list[dict]) -> None:
         assert cells.locator(".badge").inner_text() == row["status"]
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's (apt-get install chromium); never a downloaded browser
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@contextlib.contextmanager
+def chromium_page(credentials: tuple[str, str] | None = None) -> Iterator:
+    """A page in headless Chromium, its own browser (Chromium keeps HTTP auth across contexts),
+    logged in over HTTP Basic with `credentials` when given."""
+    import pytest
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: apt-get install -y chromium (see .ci/run)", pytrace=False)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        login = {"http_credentials": {"username": credentials[0], "password": credentials[1]}} if credentials else {}
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, **login)
+        context.set_default_timeout(20_000)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()
+
+
 @contextlib.contextmanager
 def webhook_receiver(path: str = "/services/T000/B000/XXXX") -> Iterator[tuple[str, list[dict]]]:
     """A Slack-style incoming webhook on loopback (real HTTP): yields (url, received), received

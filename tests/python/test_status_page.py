@@ -25,15 +25,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from playwright.sync_api import sync_playwright
 
 from png_pixels import share
-from service_helpers import (assert_runs_match_history, free_port, history_rows, spawn_meshctl, terminating,
-                             wait_http, webhook_receiver)
+from service_helpers import (assert_runs_match_history, chromium_page, free_port, history_rows, spawn_meshctl,
+                             terminating, wait_http, webhook_receiver)
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 USER, PASSWORD = "admin", "status-page-test"
 RED, RED_BG, GREEN = (0xC6, 0x28, 0x28), (0xFD, 0xEC, 0xEA), (0x2E, 0x7D, 0x32)
 UTC = timezone.utc
@@ -63,8 +60,6 @@ def _meshctl(*args: str, env: dict, check: bool = True, timeout: float = 180) ->
 
 @pytest.fixture(scope="module")
 def stretch(pg_server, tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: apt-get install -y chromium (see .ci/run)", pytrace=False)
     root = tmp_path_factory.mktemp("status")
     dbname = f"meshtest_status_{uuid.uuid4().hex[:10]}"
     admin = pg_server.connect()
@@ -140,108 +135,99 @@ def test_the_status_page_follows_a_stretch_of_runs(stretch, pg_server):
     shots = stretch["root"] / "screenshots"
     shots.mkdir()
     timings = stretch["timings"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(http_credentials={"username": USER, "password": PASSWORD},
-                                      viewport={"width": 1400, "height": 1000})
-        context.set_default_timeout(20_000)
-        page = context.new_page()
-        try:
-            # The landing page (SQLMesh's UI) links to the status page; nothing has run yet.
-            assert page.goto(base + "/").status == 200
-            page.locator("#meshctl-status-link").click()
-            page.wait_for_url(base + "/status")
-            assert page.locator("#runs").inner_text().count("No run recorded yet") == 1
-            assert "nobody" in page.locator("#lock").inner_text()
-            next_tick = _status_json(page, base)["scheduler"]["next_tick"]
-            assert page.locator("#next-tick").inner_text().endswith(next_tick[:19].replace("T", " "))
+    with chromium_page((USER, PASSWORD)) as page:
+        # The landing page (SQLMesh's UI) links to the status page; nothing has run yet.
+        assert page.goto(base + "/").status == 200
+        page.locator("#meshctl-status-link").click()
+        page.wait_for_url(base + "/status")
+        assert page.locator("#runs").inner_text().count("No run recorded yet") == 1
+        assert "nobody" in page.locator("#lock").inner_text()
+        next_tick = _status_json(page, base)["scheduler"]["next_tick"]
+        assert page.locator("#next-tick").inner_text().endswith(next_tick[:19].replace("T", " "))
 
-            ids = _land_events(stretch)
+        ids = _land_events(stretch)
 
-            # Run 1: another writer holds the DuckDB warehouse, so the run cannot open it.
-            began = time.monotonic()
-            with duckdb.connect(str(stretch["warehouse"])):
-                first = _meshctl("run-once", env=env, check=False)
-            timings["run 1 (failed)"] = time.monotonic() - began
-            assert first.returncode == 1, first.stdout[-2000:] + first.stderr[-2000:]
-            rows = history_rows(pg_server, stretch["db"])
-            assert [r["status"] for r in rows] == ["failed"]
-            page.reload()
-            facts = _status_json(page, base)
-            assert_runs_match_history(page, facts, rows)
-            error = rows[0]["error"].strip().splitlines()[0]  # whatever SQLMesh made of the held file
-            failed = page.locator(f'tr.run[data-run="{rows[0]["run_id"]}"]')
-            assert failed.locator("td.error").inner_text() == error
-            assert share(failed.locator(".badge").screenshot(), RED) > 0.3  # a red badge...
-            assert share(failed.screenshot(path=str(shots / "failed-run.png")), RED_BG) > 0.5  # ...on a red row
-            assert page.locator("#alerts .alert.open").inner_text().startswith("SQLMesh run failed")
-            # Its page: the error in full and the run's log.
-            page.locator(f'tr.run[data-run="{rows[0]["run_id"]}"] a').click()
-            assert page.locator("#run-error").inner_text() == rows[0]["error"].strip()
-            assert error in page.locator("#log pre").inner_text()
-            assert share(page.locator("#run .badge").screenshot(), RED) > 0.3
-            page.screenshot(path=str(shots / "failed-run-page.png"), full_page=True)
+        # Run 1: another writer holds the DuckDB warehouse, so the run cannot open it.
+        began = time.monotonic()
+        with duckdb.connect(str(stretch["warehouse"])):
+            first = _meshctl("run-once", env=env, check=False)
+        timings["run 1 (failed)"] = time.monotonic() - began
+        assert first.returncode == 1, first.stdout[-2000:] + first.stderr[-2000:]
+        rows = history_rows(pg_server, stretch["db"])
+        assert [r["status"] for r in rows] == ["failed"]
+        page.reload()
+        facts = _status_json(page, base)
+        assert_runs_match_history(page, facts, rows)
+        error = rows[0]["error"].strip().splitlines()[0]  # whatever SQLMesh made of the held file
+        failed = page.locator(f'tr.run[data-run="{rows[0]["run_id"]}"]')
+        assert failed.locator("td.error").inner_text() == error
+        assert share(failed.locator(".badge").screenshot(), RED) > 0.3  # a red badge...
+        assert share(failed.screenshot(path=str(shots / "failed-run.png")), RED_BG) > 0.5  # ...on a red row
+        assert page.locator("#alerts .alert.open").inner_text().startswith("SQLMesh run failed")
+        # Its page: the error in full and the run's log.
+        page.locator(f'tr.run[data-run="{rows[0]["run_id"]}"] a').click()
+        assert page.locator("#run-error").inner_text() == rows[0]["error"].strip()
+        assert error in page.locator("#log pre").inner_text()
+        assert share(page.locator("#run .badge").screenshot(), RED) > 0.3
+        page.screenshot(path=str(shots / "failed-run-page.png"), full_page=True)
 
-            # Run 2: killed at its time limit. The batch landed more than two ticks ago and is not
-            # in the marts: FCT_EVENTS and METRICS_DAILY (which read EVENTS) are behind.
-            began = time.monotonic()
-            second = _meshctl("run-once", env={**env, "MESHCTL_RUN_TIME_LIMIT_SECONDS": "1"}, check=False)
-            timings["run 2 (timeout)"] = time.monotonic() - began
-            assert second.returncode == 1
-            rows = history_rows(pg_server, stretch["db"])
-            assert [r["status"] for r in rows] == ["failed", "timeout"]
-            marts = _marts(stretch)
-            assert not marts["events"] & set(ids)
-            page.goto(base + "/status")
-            facts = _status_json(page, base)
-            assert_runs_match_history(page, facts, rows)
-            verdicts = {m["mart"]: m for m in facts["freshness"]["marts"]}
-            assert {m for m, v in verdicts.items() if v["status"] == "behind"} == {"FCT_EVENTS", "METRICS_DAILY"}
-            landed = stretch["landed_at"].strftime("%Y-%m-%d %H:%M UTC")
-            assert f"EVENTS rows landed at {landed} are not in the mart" in verdicts["FCT_EVENTS"]["reason"]
-            assert verdicts["FCT_EVENTS"]["newest_landed"]["table"] == "GOODWORD_WH.RAW.EVENTS"
-            for mart in ("FCT_EVENTS", "METRICS_DAILY", "FCT_MRR_DAILY"):  # as the marts say
-                assert verdicts[mart]["published"] == marts[mart].isoformat()
-            behind = page.locator('tr.mart[data-mart="FCT_EVENTS"]')
-            assert behind.locator(".badge").inner_text() == "behind"
-            assert "are not in the mart" in behind.locator("td.reason").inner_text()
-            assert share(behind.locator(".badge").screenshot(), RED) > 0.3
-            assert share(page.locator('tr.mart[data-mart="DIM_USERS"] .badge').screenshot(), GREEN) > 0.3
-            page.locator("#freshness").screenshot(path=str(shots / "behind.png"))
-            assert "2 mart(s) behind" in page.locator("#alerts").inner_text()
+        # Run 2: killed at its time limit. The batch landed more than two ticks ago and is not
+        # in the marts: FCT_EVENTS and METRICS_DAILY (which read EVENTS) are behind.
+        began = time.monotonic()
+        second = _meshctl("run-once", env={**env, "MESHCTL_RUN_TIME_LIMIT_SECONDS": "1"}, check=False)
+        timings["run 2 (timeout)"] = time.monotonic() - began
+        assert second.returncode == 1
+        rows = history_rows(pg_server, stretch["db"])
+        assert [r["status"] for r in rows] == ["failed", "timeout"]
+        marts = _marts(stretch)
+        assert not marts["events"] & set(ids)
+        page.goto(base + "/status")
+        facts = _status_json(page, base)
+        assert_runs_match_history(page, facts, rows)
+        verdicts = {m["mart"]: m for m in facts["freshness"]["marts"]}
+        assert {m for m, v in verdicts.items() if v["status"] == "behind"} == {"FCT_EVENTS", "METRICS_DAILY"}
+        landed = stretch["landed_at"].strftime("%Y-%m-%d %H:%M UTC")
+        assert f"EVENTS rows landed at {landed} are not in the mart" in verdicts["FCT_EVENTS"]["reason"]
+        assert verdicts["FCT_EVENTS"]["newest_landed"]["table"] == "GOODWORD_WH.RAW.EVENTS"
+        for mart in ("FCT_EVENTS", "METRICS_DAILY", "FCT_MRR_DAILY"):  # as the marts say
+            assert verdicts[mart]["published"] == marts[mart].isoformat()
+        behind = page.locator('tr.mart[data-mart="FCT_EVENTS"]')
+        assert behind.locator(".badge").inner_text() == "behind"
+        assert "are not in the mart" in behind.locator("td.reason").inner_text()
+        assert share(behind.locator(".badge").screenshot(), RED) > 0.3
+        assert share(page.locator('tr.mart[data-mart="DIM_USERS"] .badge').screenshot(), GREEN) > 0.3
+        page.locator("#freshness").screenshot(path=str(shots / "behind.png"))
+        assert "2 mart(s) behind" in page.locator("#alerts").inner_text()
 
-            # Run 3: builds the batch. Everything recovers.
-            began = time.monotonic()
-            _meshctl("run-once", env=env)
-            timings["run 3 (success)"] = time.monotonic() - began
-            rows = history_rows(pg_server, stretch["db"])
-            assert [r["status"] for r in rows] == ["failed", "timeout", "success"]
-            marts = _marts(stretch)
-            assert set(ids) <= marts["events"]
-            page.goto(base + "/status")
-            facts = _status_json(page, base)
-            assert_runs_match_history(page, facts, rows)
-            verdicts = {m["mart"]: m for m in facts["freshness"]["marts"]}
-            assert verdicts["FCT_EVENTS"]["status"] == "fresh"
-            assert not [m for m, v in verdicts.items() if v["status"] == "behind"]
-            for mart in ("FCT_EVENTS", "METRICS_DAILY", "FCT_MRR_DAILY"):
-                assert verdicts[mart]["published"] == marts[mart].isoformat()
-            # The demo's ORGANIZATIONS were last reloaded days ago: the newest day waits for it.
-            assert verdicts["METRICS_DAILY"]["status"] == "pending"
-            assert "waiting for the ORGANIZATIONS reload" in verdicts["METRICS_DAILY"]["reason"]
-            assert page.locator("#alerts .alert.open").count() == 0
-            assert page.locator("#alerts .alert.resolved").count() == 2
-            assert page.locator("#chart-durations circle.run-dot").count() == 3
-            page.screenshot(path=str(shots / "status.png"), full_page=True)
-            # The run's page lists what each model built, from run history.
-            built = page.locator(f'tr.run[data-run="{rows[2]["run_id"]}"]')
-            assert int(built.locator("td.num").nth(3).inner_text()) == len(rows[2]["intervals"]) > 0
-            built.locator("a").click()
-            models = page.locator("#models tbody tr[data-model]")
-            assert {models.nth(i).get_attribute("data-model") for i in range(models.count())} == set(rows[2]["models"])
-        finally:
-            context.close()
-            browser.close()
+        # Run 3: builds the batch. Everything recovers.
+        began = time.monotonic()
+        _meshctl("run-once", env=env)
+        timings["run 3 (success)"] = time.monotonic() - began
+        rows = history_rows(pg_server, stretch["db"])
+        assert [r["status"] for r in rows] == ["failed", "timeout", "success"]
+        marts = _marts(stretch)
+        assert set(ids) <= marts["events"]
+        page.goto(base + "/status")
+        facts = _status_json(page, base)
+        assert_runs_match_history(page, facts, rows)
+        verdicts = {m["mart"]: m for m in facts["freshness"]["marts"]}
+        assert verdicts["FCT_EVENTS"]["status"] == "fresh"
+        assert not [m for m, v in verdicts.items() if v["status"] == "behind"]
+        for mart in ("FCT_EVENTS", "METRICS_DAILY", "FCT_MRR_DAILY"):
+            assert verdicts[mart]["published"] == marts[mart].isoformat()
+        # The demo's ORGANIZATIONS were last reloaded days ago: the newest day waits for it.
+        assert verdicts["METRICS_DAILY"]["status"] == "pending"
+        assert "waiting for the ORGANIZATIONS reload" in verdicts["METRICS_DAILY"]["reason"]
+        assert page.locator("#alerts .alert.open").count() == 0
+        assert page.locator("#alerts .alert.resolved").count() == 2
+        assert page.locator("#chart-durations circle.run-dot").count() == 3
+        page.screenshot(path=str(shots / "status.png"), full_page=True)
+        # The run's page lists what each model built, from run history.
+        built = page.locator(f'tr.run[data-run="{rows[2]["run_id"]}"]')
+        assert int(built.locator("td.num").nth(3).inner_text()) == len(rows[2]["intervals"]) > 0
+        built.locator("a").click()
+        models = page.locator("#models tbody tr[data-model]")
+        assert {models.nth(i).get_attribute("data-model") for i in range(models.count())} == set(rows[2]["models"])
 
     # One message per incident and one per recovery, each with a link to the page.
     texts = [json.dumps(m) for m in received]
@@ -256,14 +242,8 @@ def test_the_status_page_follows_a_stretch_of_runs(stretch, pg_server):
 
 def test_status_is_behind_the_login(stretch):
     base = stretch["base"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context()
-        try:
-            for path in ("/status", "/status.json", "/status/metrics", "/status/runs/x"):
-                response = context.request.get(base + path)
-                assert response.status == 401, path
-                assert response.headers["www-authenticate"].startswith("Basic realm=")
-        finally:
-            context.close()
-            browser.close()
+    with chromium_page() as page:  # no login
+        for path in ("/status", "/status.json", "/status/metrics", "/status/runs/x"):
+            response = page.context.request.get(base + path)
+            assert response.status == 401, path
+            assert response.headers["www-authenticate"].startswith("Basic realm=")
