@@ -238,7 +238,6 @@ class StripeBuilder:
 
     def invoices_for(self, sub: dict, currency: str) -> None:
         """One invoice per billing period up to the end of the window (the latest four)."""
-        gen = self.gen
         end_s = seconds(self.end_us)
         items = sub["ITEMS"]["data"]
         period = period_length_s(items[0])

@@ -27,7 +27,7 @@ def _nice_max(value: float) -> float:
 
 
 def _frame(title: str, y_max: float, unit: str, x_labels: list[tuple[float, str]], body: list[str]) -> Markup:
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    plot_h = HEIGHT - TOP - BOTTOM
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" '
         f'role="img" aria-label="{escape(title)}" class="chart">',
